@@ -1,0 +1,1 @@
+"""The shipped script configuration (``parallelr.yaml``, ``ptasker.yaml``), installed as package data."""

@@ -1,0 +1,236 @@
+"""The command line: parse, configure, then hand over to the runner or an info command.
+
+Everything the user can get wrong ends here as one line on stderr (``<prog>: error: ...``) and
+the exit status COMPAT.md names: 2 for usage errors, 1 for validation errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from parallelr import __version__
+from parallelr.command import parse_env_names
+from parallelr.context import Config
+from parallelr.errors import ParallelrError, UsageError
+from parallelr.pluginmanager import apply_plugin_specs, create_plugin_manager
+from parallelr.presets import Preset
+
+SEPARATORS = ("space", "whitespace", "tab", "comma", "semicolon", "pipe", "colon")
+KILL_ALL = "all"
+
+log = logging.getLogger("parallelr")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and shared groups for plugins (``getgroup``)."""
+
+    def __init__(self, *args: Any, preset: Optional[str] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.preset = preset
+        self._groups: Dict[str, Any] = {}
+
+    def getgroup(self, title: str, description: Optional[str] = None) -> Any:
+        if title not in self._groups:
+            self._groups[title] = self.add_argument_group(title, description)
+        return self._groups[title]
+
+    def error(self, message: str) -> Any:  # argparse prints usage + message; we want one line
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _prescan(argv: Sequence[str]) -> Tuple[Optional[str], List[str], List[str]]:
+    """Find --preset and the plugin specs before the real parse (plugins add options).
+
+    Returns (preset, --plugin values, -p values). Whether -p means --plugin depends on the
+    preset, which is decided afterwards.
+    """
+    preset: Optional[str] = None
+    long_specs: List[str] = []
+    short_specs: List[str] = []
+    items = list(argv)
+    for position, item in enumerate(items):
+        if item == "--":
+            break
+        following = items[position + 1] if position + 1 < len(items) else None
+        if item == "--preset" and following is not None:
+            preset = following
+        elif item.startswith("--preset="):
+            preset = item.split("=", 1)[1]
+        elif item == "--plugin" and following is not None:
+            long_specs.append(following)
+        elif item.startswith("--plugin="):
+            long_specs.append(item.split("=", 1)[1])
+        elif item == "-p" and following is not None:
+            short_specs.append(following)
+        elif item.startswith("-p") and not item.startswith("--") and len(item) > 2:
+            short_specs.append(item[2:])
+    return preset, long_specs, short_specs
+
+
+def _known_presets(manager: Any) -> Dict[str, Preset]:
+    presets: Dict[str, Preset] = {}
+    for provided in manager.hook.parallelr_presets():
+        presets.update(provided or {})
+    return presets
+
+
+def _executors(manager: Any) -> Dict[str, Any]:
+    factories: Dict[str, Any] = {}
+    for provided in manager.hook.parallelr_executors():
+        factories.update(provided or {})
+    return factories
+
+
+def build_parser(prog: str, preset: Optional[Preset], executors: Sequence[str], manager: Any) -> Parser:
+    parser = Parser(
+        prog=prog,
+        description="Run many tasks in parallel with timeouts, stop limits, logs and a CSV summary.",
+        epilog="Without -r nothing runs: a dry run prints the commands. Docs: README.md, docs/.",
+        preset=preset.name if preset else None,
+    )
+    claims = set(preset.claims) if preset else set()
+
+    tasks = parser.getgroup("tasks")
+    tasks.add_argument(
+        "-T", "--TasksDir", action="append", nargs="+", default=[], metavar="PATH",
+        help="directory, task files or glob patterns (repeatable); with -A: one template file",
+    )
+    tasks.add_argument("-C", "--Command", metavar="CMD", help="command template with @TASK@, @ARG@, @ARG_N@")
+    tasks.add_argument("-A", "--arguments-file", metavar="FILE", help="one task per line of FILE")
+    tasks.add_argument(
+        "-S", "--separator", choices=SEPARATORS, metavar="SEP",
+        help=f"split each -A line into columns: {', '.join(SEPARATORS)}",
+    )
+    tasks.add_argument(
+        "-E", "--env-var", action="append", default=[], metavar="NAMES",
+        help="environment variable name(s) set from the columns, comma-separated (e.g. HOSTNAME)",
+    )
+    tasks.add_argument(
+        "--file-extension", metavar="EXT", help="only files with these extensions: txt or csv,tsv"
+    )
+    tasks.add_argument(
+        "--shell", action="store_true",
+        help="run the command through /bin/sh -c (pipes, redirections); values stay quoted data",
+    )
+
+    run = parser.getgroup("execution")
+    run.add_argument("-r", "--run", action="store_true", help="execute (default: dry run)")
+    run.add_argument("-m", "--max", type=int, metavar="N", help="parallel workers (default 20, max 100)")
+    run.add_argument("-t", "--timeout", type=int, metavar="N", help="task timeout in seconds (default 600)")
+    run.add_argument("-s", "--sleep", type=float, metavar="N", help="seconds between task starts (0-60)")
+    run.add_argument(
+        "--executor", choices=sorted(executors), default="thread", metavar="NAME",
+        help=f"how tasks run: {', '.join(sorted(executors))} (default thread)",
+    )
+    run.add_argument("-d", "--debug", action="store_true", help="log level DEBUG")
+    run.add_argument("-D", "--daemon", action="store_true", help="run detached in the background")
+    run.add_argument("--enable-stop-limits", action="store_true", help="halt on excessive failures")
+    run.add_argument(
+        "--no-task-output-log", action="store_true", help="do not write the task output log"
+    )
+
+    manage = parser.getgroup("process management")
+    manage.add_argument("--list-workers", action="store_true", help="list running parallelr processes")
+    manage.add_argument(
+        "-k", "--kill", nargs="?", const=KILL_ALL, metavar="PID",
+        help="stop run PID, or all runs (asks for confirmation)",
+    )
+
+    info = parser.getgroup("configuration and plugins")
+    info.add_argument("--check-dependencies", action="store_true", help="check Python modules and exit")
+    info.add_argument("--validate-config", action="store_true", help="validate the config files and exit")
+    info.add_argument("--show-config", action="store_true", help="show the effective configuration")
+    info.add_argument("--version", action="store_true", help="show the version and loaded plugins")
+    info.add_argument("--preset", metavar="NAME", help="use a preset (e.g. ptasker)")
+    plugin_flags = ["--plugin"] if "-p" in claims else ["-p", "--plugin"]
+    info.add_argument(
+        *plugin_flags, dest="plugins", action="append", default=[], metavar="MODULE",
+        help="load a plugin module; no:NAME disables a plugin",
+    )
+    manager.hook.parallelr_addoption(parser=parser)
+    return parser
+
+
+def _normalize(options: argparse.Namespace) -> None:
+    """Flatten and check what argparse cannot: combinations and the -E names."""
+    options.TasksDir = [path for group in options.TasksDir for path in group]
+    options.env_var = parse_env_names(options.env_var) if options.env_var else ()
+    if options.separator and not options.arguments_file:
+        raise UsageError("-S/--separator splits the lines of an arguments file: it needs -A FILE")
+    if options.env_var and not options.arguments_file:
+        raise UsageError("-E/--env-var takes its values from an arguments file: it needs -A FILE")
+
+
+def _is_info_command(options: argparse.Namespace) -> bool:
+    return bool(
+        options.version or options.check_dependencies or options.validate_config or options.show_config
+        or options.list_workers or options.kill
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or os.path.basename(sys.argv[0]) or "parallelr"
+    if prog in ("__main__.py", "-c"):
+        prog = "parallelr"
+    try:
+        status = _main(argv, prog)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except ParallelrError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def main_ptasker() -> int:
+    return main(prog="ptasker")
+
+
+def _main(argv: List[str], prog: str) -> int:
+    from parallelr import runner  # imported late: --help and errors stay fast
+
+    preset_name, long_specs, short_specs = _prescan(argv)
+    manager = create_plugin_manager(long_specs)
+    presets = _known_presets(manager)
+    if preset_name is None and prog in presets:
+        preset_name = prog
+    preset = None
+    if preset_name is not None:
+        if preset_name not in presets:
+            raise UsageError(f"unknown preset {preset_name!r}; known presets: {', '.join(sorted(presets))}")
+        preset = presets[preset_name]
+    if "-p" not in (preset.claims if preset else ()):
+        apply_plugin_specs(manager, short_specs)
+
+    executors = _executors(manager)
+    if not executors:
+        raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")
+    parser = build_parser(prog, preset, list(executors), manager)
+    options = parser.parse_args(argv)
+    _normalize(options)
+    config = Config(options, manager, preset=preset.name if preset else None,
+                    app_name=preset.app_name if preset else "parallelr")
+    manager.hook.parallelr_configure(config=config)
+
+    if options.version:
+        return runner.show_version(config)
+    if not _is_info_command(options):
+        if not options.TasksDir and not options.arguments_file:
+            raise UsageError("nothing to run: give task files with -T, or an arguments file with -A")
+        if not options.Command:
+            raise UsageError("no command: give the command template with -C, e.g. -C \"bash @TASK@\"")
+    return runner.run(config, executors)
+
+
+__all__ = ["Parser", "__version__", "build_parser", "main", "main_ptasker"]

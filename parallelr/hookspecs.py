@@ -1,0 +1,117 @@
+"""The plugin contract: every extension point of parallelr, in the order a run calls them.
+
+Third-party plugins are written against these names and signatures; they are public API.
+A plugin is any module or object with functions marked ``@parallelr.hookimpl`` whose names
+are the hooks below. Implementations may accept fewer arguments than the spec lists
+(pluggy passes only the ones they name).
+
+Built-in plugins register directly; third-party ones are found through the entry-point group
+``parallelr``; ``-p MODULE`` / ``--plugin MODULE`` imports one by name and ``-p no:NAME``
+blocks one (by its registered name, which is the entry-point name for third-party plugins).
+
+Order of a run::
+
+    parallelr_presets              (once, to know which presets exist)
+    parallelr_addoption(parser)    (build the command line)
+    parallelr_configure(config)    (after parsing, before the YAML files are read)
+    parallelr_executors            (the --executor choices)
+    parallelr_collect_tasks(config)
+    parallelr_run_start(run)
+    parallelr_task_start(run, task, worker_id)     } once per task, from the
+    parallelr_task_finish(run, result)              } scheduler's thread
+    parallelr_run_finish(run, summary)
+
+Reporter hooks are always called from the one thread that runs the scheduler, so a reporter
+needs no locking. A reporter must not block for long: the next task waits for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterable, Optional
+
+import pluggy
+
+PROJECT_NAME = "parallelr"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def parallelr_addoption(parser: Any) -> None:
+    """Add command-line options.
+
+    ``parser`` is an :class:`argparse.ArgumentParser` with two extras: ``parser.preset``, the
+    name of the active preset (or None), and ``parser.getgroup(title)``, which returns a
+    shared argument group so that several plugins can add to one ``--help`` section. Options
+    end up in ``config.options`` (an argparse Namespace) and in ``run.options``.
+    """
+
+
+@hookspec
+def parallelr_presets() -> Optional[Dict[str, Any]]:
+    """Return ``{name: parallelr.presets.Preset}`` for the presets this plugin provides.
+
+    A preset is chosen with ``--preset NAME`` or by running a console script of that name
+    (``ptasker``). Its ``app_name`` names its config files and its ``~/<app_name>/`` folder.
+    """
+
+
+@hookspec
+def parallelr_configure(config: Any) -> None:
+    """Adjust the run's configuration after the command line is parsed.
+
+    Called before the YAML config files are read, so a preset can still change
+    ``config.app_name`` (which names the config files and home folder) and any value in
+    ``config.options`` (the command template ``Command``, ``env_var``, ...). ``config.preset``
+    is the active preset's name or None. Raise :class:`parallelr.errors.UsageError` for a
+    bad combination of options.
+    """
+
+
+@hookspec
+def parallelr_executors() -> Optional[Dict[str, Callable[..., Any]]]:
+    """Return ``{name: factory}`` for the executors this plugin provides.
+
+    ``factory(max_workers: int, limits: parallelr.model.ExecutionLimits)`` returns an object
+    with ``submit(task, worker_id) -> concurrent.futures.Future[TaskResult]`` and
+    ``shutdown(cancel: bool) -> None``. ``shutdown(cancel=True)`` must stop running tasks
+    (their whole process groups) and not start queued ones. An optional ``kill()`` SIGKILLs the
+    running tasks' groups at once (a second Ctrl+C); without it the core falls back to
+    ``shutdown(cancel=True)``. Executors must run tasks with
+    :func:`parallelr.process.run_task` so that every executor behaves the same.
+    """
+
+
+@hookspec
+def parallelr_collect_tasks(config: Any) -> Optional[Iterable[Any]]:
+    """Return the tasks this source produces, or None when the options are not for it.
+
+    ``config.options`` and ``config.settings`` say what was asked for. Return a list of
+    :class:`parallelr.model.Task`, or any iterable of them; an iterable with ``__len__``
+    tells the core the count before the first task runs. A source that can stream (an
+    arguments file) should validate everything first and then yield lazily, so that a bad
+    line stops the run before anything runs and a huge file is never held in memory.
+    Raise :class:`parallelr.errors.SourceError` (or CommandError) for bad input.
+    """
+
+
+@hookspec
+def parallelr_run_start(run: Any) -> None:
+    """A real run (not a dry run) is about to start its first task. ``run`` is a RunInfo."""
+
+
+@hookspec
+def parallelr_task_start(run: Any, task: Any, worker_id: int) -> None:
+    """``task`` was handed to worker slot ``worker_id`` (1..workers)."""
+
+
+@hookspec
+def parallelr_task_finish(run: Any, result: Any) -> None:
+    """A task ended; ``result`` is its TaskResult. Called exactly once per task of the run,
+    also for tasks that never started (status CANCELLED, worker_id 0)."""
+
+
+@hookspec
+def parallelr_run_finish(run: Any, summary: Any) -> None:
+    """The run is over; ``summary`` is a RunSummary. Close files here."""

@@ -1,0 +1,91 @@
+"""The plugin manager: built-in plugins, entry-point plugins, ``-p MODULE`` and ``-p no:NAME``.
+
+The core knows built-in plugins only as module *names* (strings), never by importing them here,
+so that a built-in is registered exactly like a third-party plugin and can be blocked the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Iterable, List, Tuple
+
+import pluggy
+
+from parallelr import __version__, hookspecs
+from parallelr.errors import UsageError
+
+ENTRY_POINT_GROUP = "parallelr"
+
+# name -> module. The name is what `-p no:NAME` blocks and what --version lists.
+BUILTIN_PLUGINS: Tuple[Tuple[str, str], ...] = (
+    ("task_files", "parallelr.plugins.sources.task_files"),
+    ("arguments_file", "parallelr.plugins.sources.arguments_file"),
+    ("thread", "parallelr.plugins.executors.thread"),
+    ("process", "parallelr.plugins.executors.process"),
+    ("console", "parallelr.plugins.reporters.console"),
+    ("main_log", "parallelr.plugins.reporters.main_log"),
+    ("csv_summary", "parallelr.plugins.reporters.csv_summary"),
+    ("output_log", "parallelr.plugins.reporters.output_log"),
+    ("ptasker", "parallelr.plugins.presets.ptasker"),
+)
+
+
+def create_plugin_manager(specs: Iterable[str] = (), load_entry_points: bool = True) -> pluggy.PluginManager:
+    """Block the ``no:NAME`` specs first, register built-ins and entry points, then load the rest.
+
+    ``specs`` are the values of ``-p``/``--plugin``: ``no:NAME`` blocks a plugin, anything else
+    is a module to import and register.
+    """
+    specs = list(specs)
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    for spec in specs:
+        if spec.startswith("no:"):
+            manager.set_blocked(spec[3:])
+    for name, module_name in BUILTIN_PLUGINS:
+        if not manager.is_blocked(name):
+            manager.register(importlib.import_module(module_name), name=name)
+    if load_entry_points:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    apply_plugin_specs(manager, specs)
+    return manager
+
+
+def apply_plugin_specs(manager: pluggy.PluginManager, specs: Iterable[str]) -> None:
+    """Apply ``-p`` values to a manager that is already populated (blocking unregisters)."""
+    for spec in specs:
+        if spec.startswith("no:"):
+            name = spec[3:]
+            if not name:
+                raise UsageError("-p no: needs a plugin name, e.g. -p no:csv_summary")
+            manager.set_blocked(name)
+            continue
+        if manager.is_blocked(spec) or manager.has_plugin(spec):
+            continue
+        try:
+            module = importlib.import_module(spec)
+        except ImportError as exc:
+            raise UsageError(f"cannot load plugin module {spec!r} given with -p: {exc}") from None
+        manager.register(module, name=spec)
+
+
+def describe_plugins(manager: pluggy.PluginManager) -> List[str]:
+    """One ``name-version (origin)`` line per loaded plugin, like pytest's header."""
+    from_dists = {id(plugin): dist for plugin, dist in manager.list_plugin_distinfo()}
+    lines = []
+    for name, plugin in sorted(manager.list_name_plugin(), key=lambda item: item[0]):
+        if plugin is None:  # a blocked name
+            continue
+        dist = from_dists.get(id(plugin))
+        if dist is not None:
+            lines.append(f"{name}-{dist.version} (from {dist.project_name})")
+        elif any(name == builtin for builtin, _ in BUILTIN_PLUGINS):
+            lines.append(f"{name}-{__version__} (built-in)")
+        else:
+            version = getattr(plugin, "__version__", "unknown")
+            lines.append(f"{name}-{version} (-p {name})")
+    return lines
+
+
+def blocked_names(manager: pluggy.PluginManager) -> List[str]:
+    return sorted(name for name, plugin in manager.list_name_plugin() if plugin is None)

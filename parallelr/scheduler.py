@@ -1,0 +1,270 @@
+"""Feed tasks to an executor, one per free worker slot, and account for every one of them.
+
+The scheduler is the only place that knows about time, slots and stopping. It is event-driven:
+it sleeps in ``concurrent.futures.wait(FIRST_COMPLETED)`` until a task ends (or the start delay
+or a stop request is due), never on a polling interval. Tasks are pulled from the source one at a
+time, so a streaming source is never materialised.
+
+Every task gets exactly one ``parallelr_task_finish`` call: the ones that ran with their result,
+the ones that never started (stop limits, shutdown) as CANCELLED.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import heapq
+import logging
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import attrs
+
+from parallelr.errors import ParallelrError
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
+
+log = logging.getLogger("parallelr.scheduler")
+
+
+@attrs.frozen
+class StopLimits:
+    """The auto-stop protection of the spec (``--enable-stop-limits``)."""
+
+    enabled: bool = False
+    max_consecutive_failures: int = 5
+    max_failure_rate: float = 0.5
+    min_tasks_for_rate_check: int = 10
+
+    @classmethod
+    def from_settings(cls, limits: Any) -> StopLimits:
+        return cls(
+            enabled=limits.stop_limits_enabled,
+            max_consecutive_failures=limits.max_consecutive_failures,
+            max_failure_rate=limits.max_failure_rate,
+            min_tasks_for_rate_check=limits.min_tasks_for_rate_check,
+        )
+
+
+class SummaryBuilder:
+    """Running totals; O(1) memory whatever the number of tasks."""
+
+    def __init__(self) -> None:
+        self.counts: Dict[TaskStatus, int] = {status: 0 for status in TaskStatus}
+        self.consecutive_failures = 0
+        self._ran = 0
+        self._duration_sum = 0.0
+        self._duration_max = 0.0
+        self._duration_min: Optional[float] = None
+        self._memory_sum = 0.0
+        self._memory_peak = 0.0
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failures(self) -> int:
+        return sum(count for status, count in self.counts.items() if status.is_failure)
+
+    def add(self, result: TaskResult) -> None:
+        status = result.status
+        self.counts[status] += 1
+        if status.is_failure:
+            self.consecutive_failures += 1
+        elif status is TaskStatus.SUCCESS:
+            self.consecutive_failures = 0
+        if result.start_time is None:  # never ran: no figures to count
+            return
+        self._ran += 1
+        self._duration_sum += result.duration
+        self._duration_max = max(self._duration_max, result.duration)
+        self._duration_min = (
+            result.duration if self._duration_min is None else min(self._duration_min, result.duration)
+        )
+        self._memory_sum += result.memory_mb
+        self._memory_peak = max(self._memory_peak, result.memory_mb)
+
+    def stop_reason(self, limits: StopLimits) -> Optional[str]:
+        """Why the stop limits say to halt now, or None."""
+        if not limits.enabled:
+            return None
+        if self.consecutive_failures >= limits.max_consecutive_failures:
+            return f"{self.consecutive_failures} consecutive failures (max_consecutive_failures)"
+        done = self.counts[TaskStatus.SUCCESS] + self.failures
+        if done >= limits.min_tasks_for_rate_check:
+            rate = self.failures / done
+            if rate > limits.max_failure_rate:
+                return (
+                    f"failure rate {rate:.0%} after {done} tasks exceeds "
+                    f"{limits.max_failure_rate:.0%} (max_failure_rate)"
+                )
+        return None
+
+    def build(self, stop_reason: Optional[str], interrupted_by: Optional[str], exit_code: int) -> RunSummary:
+        counts = self.counts
+        return RunSummary(
+            total=self.finished,
+            succeeded=counts[TaskStatus.SUCCESS],
+            failed=self.failures,
+            timed_out=counts[TaskStatus.TIMEOUT],
+            errored=counts[TaskStatus.ERROR],
+            cancelled=counts[TaskStatus.CANCELLED],
+            avg_duration=self._duration_sum / self._ran if self._ran else 0.0,
+            max_duration=self._duration_max,
+            min_duration=self._duration_min or 0.0,
+            avg_memory_mb=self._memory_sum / self._ran if self._ran else 0.0,
+            peak_memory_mb=self._memory_peak,
+            stop_reason=stop_reason,
+            interrupted_by=interrupted_by,
+            exit_code=exit_code,
+        )
+
+
+class StopRequest:
+    """A request to stop the run from outside the scheduler (a signal handler, a test).
+
+    It is a Future in the scheduler's wait set, so a request wakes the scheduler at once.
+    ``reason`` names the cause ("SIGINT"); ``exit_code`` is the status the run then ends with.
+    """
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+        self.exit_code: Optional[int] = None
+
+    def request(self, reason: str, exit_code: Optional[int] = None) -> None:
+        if not self.future.done():
+            self.exit_code = exit_code
+            self.future.set_result(reason)
+
+    @property
+    def reason(self) -> Optional[str]:
+        return self.future.result() if self.future.done() else None
+
+
+def exit_code_for(builder: SummaryBuilder, stop_reason: Optional[str], stop_request: StopRequest) -> int:
+    """COMPAT exit status: 0 when every task succeeded, 128+N after signal N, else 1."""
+    if stop_request.reason is not None and stop_request.exit_code is not None:
+        return stop_request.exit_code
+    if stop_reason or stop_request.reason or builder.finished != builder.counts[TaskStatus.SUCCESS]:
+        return 1
+    return 0
+
+
+class Scheduler:
+    def __init__(
+        self,
+        run: RunInfo,
+        executor: Any,
+        hook: Any,
+        *,
+        workers: int,
+        start_delay: float = 0.0,
+        stop_limits: StopLimits = StopLimits(),
+        stop_request: Optional[StopRequest] = None,
+    ) -> None:
+        self.run_info = run
+        self.executor = executor
+        self.hook = hook
+        self.workers = workers
+        self.start_delay = start_delay
+        self.stop_limits = stop_limits
+        self.stop_request = stop_request or StopRequest()
+        self.summary = SummaryBuilder()
+        self.stop_reason: Optional[str] = None
+        self._running_cancelled = False
+
+    def _finish(self, result: TaskResult) -> None:
+        self.summary.add(result)
+        self.hook.parallelr_task_finish(run=self.run_info, result=result)
+        if self.stop_reason is None and result.status.is_failure:
+            reason = self.summary.stop_reason(self.stop_limits)
+            if reason:
+                self.stop_reason = reason
+                log.warning("Stop limits reached: %s; no new tasks are started", reason)
+
+    @property
+    def _stopping(self) -> bool:
+        return self.stop_reason is not None or self.stop_request.future.done()
+
+    def run(self, tasks: Iterable[Task]) -> RunSummary:
+        numbered = _numbered(tasks)
+        free_slots: List[int] = list(range(1, self.workers + 1))  # already a heap
+        pending: Dict[concurrent.futures.Future, Tuple[Task, int]] = {}
+        next_start = 0.0  # monotonic time before which no task may start (-s delay)
+        exhausted = False
+        while True:
+            while free_slots and not exhausted and not self._stopping:
+                if self.start_delay and time.monotonic() < next_start:
+                    break
+                try:
+                    task = next(numbered, None)
+                except ParallelrError as exc:  # e.g. the arguments file changed under the run
+                    log.error("%s", exc)
+                    self.stop_reason = f"the task source failed: {exc}"
+                    task = None
+                if task is None:
+                    exhausted = True
+                    break
+                worker_id = heapq.heappop(free_slots)
+                future = self.executor.submit(task, worker_id)
+                pending[future] = (task, worker_id)
+                self.hook.parallelr_task_start(run=self.run_info, task=task, worker_id=worker_id)
+                if self.start_delay:
+                    next_start = time.monotonic() + self.start_delay
+            if not pending and (exhausted or self._stopping):
+                break
+            timeout = None
+            if self.start_delay and free_slots and not exhausted and not self._stopping:
+                timeout = max(0.0, next_start - time.monotonic())
+            done, _ = concurrent.futures.wait(
+                [*pending, self.stop_request.future],
+                timeout=timeout,
+                return_when=concurrent.futures.FIRST_COMPLETED,
+            )
+            if self.stop_request.future in done and pending and not self._running_cancelled:
+                self._running_cancelled = True
+                self.executor.shutdown(cancel=True)
+            for future in done:
+                if future is self.stop_request.future:
+                    continue
+                task, worker_id = pending.pop(future)
+                self._finish(_result_of(future, task, worker_id))
+                heapq.heappush(free_slots, worker_id)
+        self._cancel_unstarted(numbered)
+        interrupted = self.stop_request.reason
+        exit_code = exit_code_for(self.summary, self.stop_reason, self.stop_request)
+        return self.summary.build(self.stop_reason, interrupted, exit_code)
+
+    def _cancel_unstarted(self, remaining: Iterator[Task]) -> None:
+        if exhausted_by_error(self.stop_reason):
+            return
+        if self.stop_reason:
+            reason = f"Not started: stop limits reached ({self.stop_reason})"
+        elif self.stop_request.reason:
+            reason = f"Not started: run interrupted by {self.stop_request.reason}"
+        else:
+            return
+        for task in remaining:
+            self._finish(TaskResult.cancelled(task, reason))
+
+
+def exhausted_by_error(stop_reason: Optional[str]) -> bool:
+    """A failed source cannot be iterated further: there is nothing left to mark cancelled."""
+    return bool(stop_reason) and stop_reason.startswith("the task source failed")
+
+
+def _numbered(tasks: Iterable[Task]) -> Iterator[Task]:
+    for index, task in enumerate(tasks, start=1):
+        yield attrs.evolve(task, index=index)
+
+
+def _result_of(future: concurrent.futures.Future, task: Task, worker_id: int) -> TaskResult:
+    """The executor's result; an executor that raised still yields a row for the task."""
+    try:
+        return future.result()
+    except concurrent.futures.CancelledError:
+        return TaskResult.cancelled(task, "Cancelled before it started", worker_id=worker_id)
+    except Exception as exc:  # an executor bug must not lose the task's row
+        log.error("executor failed on task %s: %s", task.source, exc)
+        return TaskResult(
+            task=task, status=TaskStatus.ERROR, worker_id=worker_id, error_message=f"executor error: {exc}"
+        )

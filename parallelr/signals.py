@@ -1,0 +1,65 @@
+"""Graceful shutdown on SIGINT, SIGTERM and SIGHUP: stop starting, stop running, account for all.
+
+The first signal asks the scheduler to stop (it wakes at once: the request is a Future in its
+wait set); the executor then terminates the running tasks' process groups (SIGTERM, SIGKILL after
+the grace period) and every task still gets its CSV row. A second signal kills the running task
+groups at once. A daemon ignores SIGHUP (it has no terminal to lose).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any, Callable, Dict, Optional
+
+from parallelr.scheduler import StopRequest
+
+HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ShutdownOnSignal:
+    def __init__(
+        self,
+        stop_request: StopRequest,
+        prog: str,
+        kill_now: Callable[[], None],
+        ignore_hangup: bool = False,
+    ) -> None:
+        self.stop_request = stop_request
+        self.prog = prog
+        self.kill_now = kill_now
+        self.ignore_hangup = ignore_hangup
+        self.received: Optional[int] = None
+        self._count = 0
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> ShutdownOnSignal:
+        for signum in HANDLED:
+            ignored = signum == signal.SIGHUP and self.ignore_hangup
+            handler: Any = signal.SIG_IGN if ignored else self._handle
+            self._previous[signum] = signal.signal(signum, handler)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _say(self, text: str) -> None:
+        try:
+            sys.stderr.write(f"{self.prog}: {text}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed or broken stderr must not stop the shutdown
+            pass
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        self._count += 1
+        if self._count == 1:
+            self.received = signum
+            self._say(f"received {name}: shutting down; running tasks are being stopped, "
+                      "tasks not yet started are cancelled (signal again to kill at once)")
+            self.stop_request.request(name, exit_code=128 + signum)
+            return
+        self._say(f"received {name} again: killing running tasks now")
+        self.kill_now()

@@ -1,0 +1,1 @@
+"""Built-in plugins, installed as ``parallelr.plugins`` (never as a top-level ``plugins``)."""

@@ -1,0 +1,79 @@
+"""Console reporter: a line per task start and finish on stdout, and the summary block at the end."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Optional
+
+from parallelr.hookspecs import hookimpl
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
+from parallelr.report import summary_lines, task_label
+
+_logger: Optional[logging.Logger] = None
+
+
+class _QuietStreamHandler(logging.StreamHandler):
+    """A console that went away (``| head``, a closed terminal) must not stop the run."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.setStream(open(os.devnull, "w"))
+
+
+def _counter(run: RunInfo, task: Task) -> str:
+    total = run.task_count if run.task_count is not None else "?"
+    return f"[{task.index}/{total}]"
+
+
+@hookimpl
+def parallelr_run_start(run: RunInfo) -> None:
+    global _logger
+    logger = logging.getLogger("parallelr.console")
+    logger.propagate = False  # the main log writes its own task lines
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = _QuietStreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(run.settings.logging.console_format))
+    logger.addHandler(handler)
+    logger.setLevel(run.settings.logging.level)
+    _logger = logger
+
+
+@hookimpl
+def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
+    if _logger is not None and _logger.isEnabledFor(logging.INFO):
+        _logger.info("%s Worker %d: Starting task %s", _counter(run, task), worker_id, task_label(task))
+
+
+@hookimpl
+def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
+    if _logger is None:
+        return
+    if result.status is TaskStatus.SUCCESS:
+        if _logger.isEnabledFor(logging.INFO):
+            _logger.info(
+                "%s Task completed: %s (%.2fs)", _counter(run, result.task), task_label(result.task),
+                result.duration,
+            )
+        return
+    _logger.warning(
+        "%s Task %s: %s: %s", _counter(run, result.task), result.status.value, task_label(result.task),
+        result.error_message or "no details",
+    )
+
+
+@hookimpl
+def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
+    global _logger
+    text = "\n".join(summary_lines(run, summary))
+    stream: Any = sys.stdout
+    try:
+        stream.write("\n" + text + "\n")
+        stream.flush()
+    except (BrokenPipeError, ValueError):  # the console went away; the files keep the summary
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if _logger is not None:
+        for handler in list(_logger.handlers):
+            _logger.removeHandler(handler)
+    _logger = None

@@ -1,0 +1,81 @@
+"""Main log reporter: the rotating ``parallelr_{PID}_{TIMESTAMP}.log`` of the spec.
+
+It also receives every message of the core and plugins (the ``parallelr`` logger), so warnings
+and errors of a daemon run end up in a file someone can read.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from typing import Optional
+
+from parallelr.hookspecs import hookimpl
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
+from parallelr.report import summary_lines, task_label
+
+_handler: Optional[logging.Handler] = None
+_task_log = logging.getLogger("parallelr.main_log")
+_task_log.propagate = False  # task lines go to the file only, not to the console's stderr handler
+
+
+class _ProcessName(logging.Filter):
+    """The spec's file format shows ``P{pid}`` where %(name)s stands."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__()
+        self.name_for_record = f"P{pid}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.name = self.name_for_record
+        return True
+
+
+@hookimpl
+def parallelr_run_start(run: RunInfo) -> None:
+    global _handler
+    cfg = run.settings.logging
+    handler = logging.handlers.RotatingFileHandler(
+        run.paths.main_log, maxBytes=cfg.max_log_size_mb * 1024 * 1024, backupCount=cfg.backup_count,
+        encoding="utf-8", errors="backslashreplace",
+    )
+    handler.setFormatter(logging.Formatter(cfg.file_format))
+    handler.addFilter(_ProcessName(run.pid))
+    handler.setLevel(cfg.level)
+    logging.getLogger("parallelr").addHandler(handler)
+    _task_log.addHandler(handler)
+    _task_log.setLevel(cfg.level)
+    _handler = handler
+    _task_log.info(
+        "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
+        "?" if run.task_count is None else run.task_count, run.workers, run.executor, run.command_template,
+    )
+
+
+@hookimpl
+def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
+    if _handler is not None and _task_log.isEnabledFor(logging.INFO):
+        _task_log.info("Worker %d: Starting task %s", worker_id, task_label(task))
+
+
+@hookimpl
+def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
+    if _handler is None:
+        return
+    if result.status is TaskStatus.SUCCESS:
+        if _task_log.isEnabledFor(logging.INFO):
+            _task_log.info("Task completed: %s (%.2fs)", task_label(result.task), result.duration)
+        return
+    _task_log.warning("Task %s: %s: %s", result.status.value, task_label(result.task), result.error_message)
+
+
+@hookimpl
+def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
+    global _handler
+    if _handler is None:
+        return
+    _task_log.info("Run finished\n%s", "\n".join(summary_lines(run, summary)))
+    logging.getLogger("parallelr").removeHandler(_handler)
+    _task_log.removeHandler(_handler)
+    _handler.close()
+    _handler = None

@@ -1,0 +1,118 @@
+"""Task files named by -T: directories (their regular files), files and glob patterns.
+
+Applies when -A is not given. The list is sorted, so it is built in full; each task runs the
+command template with ``@TASK@`` set to the file's absolute path.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from typing import Any, Iterable, List, Optional, Set
+
+from parallelr.command import CommandTemplate, check_argv
+from parallelr.errors import NoTasksError, SourceError
+from parallelr.hookspecs import hookimpl
+from parallelr.model import Task
+
+logger = logging.getLogger("parallelr.sources")
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+@hookimpl
+def parallelr_collect_tasks(config: Any) -> Optional[List[Task]]:
+    options = config.options
+    if getattr(options, "arguments_file", None) or not getattr(options, "TasksDir", None):
+        return None
+    shell = bool(getattr(options, "shell", False))
+    template = CommandTemplate.parse(options.Command, (), shell=shell)
+    if not template.uses_task:
+        logger.warning("the command has no @TASK@ placeholder: every task runs the same command")
+    paths = find_task_files(
+        options.TasksDir, getattr(options, "file_extension", None), config.settings.advanced.max_file_size
+    )
+    max_argument_length = config.settings.security.max_argument_length
+    tasks = []
+    for path in paths:
+        argv = template.render(path, (), {})
+        check_argv(argv, max_argument_length)
+        tasks.append(Task(argv=argv, source=path, shell=shell))
+    return tasks
+
+
+def find_task_files(entries: Iterable[str], file_extension: Optional[str], max_file_size: int) -> List[str]:
+    """The absolute, de-duplicated, sorted task files of the -T entries, after the extension filter."""
+    suffixes = parse_extensions(file_extension)
+    entries = list(entries)
+    found: Set[str] = set()
+    for entry in entries:
+        matches = [path for path in _entry_files(entry) if _has_suffix(path, suffixes)]
+        if not matches and len(entries) > 1:  # with a single entry, NoTasksError says it all
+            logger.warning("-T %s yields no task files%s", entry, _filter_note(file_extension))
+        found.update(matches)
+    if not found:
+        raise NoTasksError(f"-T {' '.join(entries)}{_filter_note(file_extension)}")
+    paths = sorted(found)
+    for path in paths:
+        _check_size(path, max_file_size)
+    return paths
+
+
+def parse_extensions(file_extension: Optional[str]) -> Optional[Set[str]]:
+    """``"csv,tsv,.TXT"`` → ``{".csv", ".tsv", ".txt"}``; None when there is no filter."""
+    if file_extension is None:
+        return None
+    suffixes = {"." + part.strip().lstrip(".").lower() for part in file_extension.split(",")}
+    suffixes.discard(".")
+    if not suffixes:
+        raise SourceError(f"--file-extension names no extension: {file_extension!r} (e.g. txt or csv,tsv)")
+    return suffixes
+
+
+def _has_suffix(path: str, suffixes: Optional[Set[str]]) -> bool:
+    if suffixes is None:
+        return True
+    name = os.path.basename(path).lower()
+    return any(name.endswith(suffix) for suffix in suffixes)
+
+
+def _filter_note(file_extension: Optional[str]) -> str:
+    return f" with --file-extension {file_extension}" if file_extension is not None else ""
+
+
+def _entry_files(entry: str) -> List[str]:
+    if os.path.isdir(entry):
+        return _directory_files(entry)
+    if os.path.isfile(entry):
+        return [os.path.abspath(entry)]
+    if os.path.exists(entry):
+        raise SourceError(f"task path is not a regular file or a directory: {entry}")
+    if _GLOB_CHARACTERS.intersection(entry):
+        return [os.path.abspath(path) for path in glob.glob(entry) if os.path.isfile(path)]
+    if os.path.islink(entry):
+        raise SourceError(f"task path does not exist (broken symbolic link): {entry}")
+    raise SourceError(f"task path does not exist: {entry}")
+
+
+def _directory_files(directory: str) -> List[str]:
+    absolute = os.path.abspath(directory)
+    try:
+        with os.scandir(absolute) as listing:
+            # is_file() follows symlinks: a link to a regular file is a task file.
+            return [os.path.join(absolute, item.name) for item in listing if item.is_file()]
+    except OSError as error:
+        raise SourceError(f"cannot read task directory {directory}: {error.strerror}") from None
+
+
+def _check_size(path: str, max_file_size: int) -> None:
+    try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise SourceError(f"cannot read task file {path}: {error.strerror}") from None
+    if size > max_file_size:
+        raise SourceError(
+            f"task file is too large: {path} is {size} bytes, the limit (advanced.max_file_size) is "
+            f"{max_file_size} bytes"
+        )

@@ -1,0 +1,46 @@
+"""Packaging: the core `parallelr`, built-in plugins from plugins/ as `parallelr.plugins`, and the
+shipped script config from cfg/ as package data `parallelr/cfg/*.yaml`."""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "parallelr" / "__init__.py").read_text(encoding="utf-8"), re.M
+).group(1)
+
+PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets"]
+
+setup(
+    name="parallelr",
+    version=VERSION,
+    description="Run many shell tasks in parallel, reliably, and report exactly what happened",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    # plugins/ must never install as a top-level package named "plugins": map it under parallelr.
+    packages=["parallelr", "parallelr.plugins", "parallelr.cfg"]
+    + [f"parallelr.plugins.{name}" for name in PLUGIN_PACKAGES],
+    package_dir={
+        "parallelr": "parallelr",
+        "parallelr.plugins": "plugins",
+        "parallelr.cfg": "cfg",
+        **{f"parallelr.plugins.{name}": f"plugins/{name}" for name in PLUGIN_PACKAGES},
+    },
+    package_data={"parallelr.cfg": ["*.yaml"]},
+    install_requires=["attrs>=21.3", "pluggy>=1.0", "PyYAML>=5.4", "psutil>=5.8"],
+    extras_require={"test": ["pytest>=7", "ruff>=0.4", "wheel"]},
+    entry_points={
+        "console_scripts": [
+            "parallelr = parallelr.cli:main",
+            "ptasker = parallelr.cli:main_ptasker",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Environment :: Console",
+    ],
+)

@@ -1,0 +1,188 @@
+"""The scheduler with an in-memory executor: slots, stop limits, stop requests, one row per task."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+from typing import Dict, List, Optional, Tuple
+
+import pytest
+
+from parallelr.model import RunInfo, RunPaths, Task, TaskResult, TaskStatus
+from parallelr.scheduler import Scheduler, StopLimits, StopRequest, SummaryBuilder
+
+
+class FakeExecutor:
+    """Completes each task at once with the status its argv names (argv[0] = status)."""
+
+    def __init__(self, hold: Optional[threading.Event] = None) -> None:
+        self.submitted: List[Tuple[int, int]] = []
+        self.hold = hold
+        self.running: Dict[int, concurrent.futures.Future] = {}
+        self.shutdowns: List[bool] = []
+
+    def submit(self, task: Task, worker_id: int) -> concurrent.futures.Future:
+        self.submitted.append((task.index, worker_id))
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        status = TaskStatus(task.argv[0])
+        if status is TaskStatus.CANCELLED:  # "CANCELLED" here means: keep running until shutdown
+            self.running[task.index] = future
+            return future
+        future.set_result(
+            TaskResult(
+                task=task, status=status, worker_id=worker_id, start_time=1.0, end_time=2.0, duration=1.0,
+                exit_code=0 if status is TaskStatus.SUCCESS else 1,
+            )
+        )
+        return future
+
+    def shutdown(self, cancel: bool) -> None:
+        self.shutdowns.append(cancel)
+        for index, future in list(self.running.items()):
+            if not future.done():
+                task = Task(argv=["CANCELLED"], source=f"t{index}", index=index)
+                future.set_result(TaskResult.cancelled(task, "Cancelled by shutdown", worker_id=1))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.started: List[Tuple[int, int]] = []
+        self.finished: List[TaskResult] = []
+
+    def parallelr_task_start(self, run, task, worker_id) -> None:
+        self.started.append((task.index, worker_id))
+
+    def parallelr_task_finish(self, run, result) -> None:
+        self.finished.append(result)
+
+
+def _run_info() -> RunInfo:
+    paths = RunPaths(home="/h", log_dir="/h/l", workspace="/h/w", pid_file="/h/p", main_log="/h/l/m.log",
+                     summary_csv="/h/l/s.csv", output_log=None)
+    return RunInfo(app_name="parallelr", pid=1, started_at=0.0, timestamp="t", settings=None, paths=paths,
+                   command_template="x", executor="fake", workers=2)
+
+
+def _tasks(*statuses: str) -> List[Task]:
+    return [Task(argv=[status], source=f"t{n}") for n, status in enumerate(statuses, start=1)]
+
+
+def _schedule(tasks, workers=2, limits=None, executor=None, stop_request=None):
+    executor = executor or FakeExecutor()
+    recorder = Recorder()
+    scheduler = Scheduler(_run_info(), executor, recorder, workers=workers,
+                          stop_limits=limits or StopLimits(), stop_request=stop_request)
+    summary = scheduler.run(tasks)
+    return summary, recorder, executor
+
+
+def test_every_task_is_numbered_started_and_finished_once() -> None:
+    summary, recorder, _ = _schedule(_tasks("SUCCESS", "SUCCESS", "FAILED", "SUCCESS", "TIMEOUT"))
+    assert [index for index, _ in recorder.started] == [1, 2, 3, 4, 5]
+    assert sorted(result.task.index for result in recorder.finished) == [1, 2, 3, 4, 5]
+    assert (summary.total, summary.succeeded, summary.failed, summary.timed_out) == (5, 3, 2, 1)
+    assert summary.exit_code == 1
+
+
+def test_worker_ids_are_slots_within_the_pool() -> None:
+    _, recorder, _ = _schedule(_tasks(*["SUCCESS"] * 7), workers=3)
+    assert {worker for _, worker in recorder.started} <= {1, 2, 3}
+    assert recorder.started[0] == (1, 1)
+
+
+def test_all_success_exits_zero() -> None:
+    summary, _, _ = _schedule(_tasks("SUCCESS", "SUCCESS"))
+    assert summary.exit_code == 0
+    assert summary.success_rate == 100.0
+
+
+def test_consecutive_failures_stop_the_run_and_cancel_the_rest() -> None:
+    limits = StopLimits(enabled=True, max_consecutive_failures=2, max_failure_rate=1.0)
+    summary, recorder, executor = _schedule(_tasks("FAILED", "FAILED", "SUCCESS", "SUCCESS"), workers=1,
+                                            limits=limits)
+    statuses = [result.status for result in sorted(recorder.finished, key=lambda r: r.task.index)]
+    assert statuses == [TaskStatus.FAILED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.CANCELLED]
+    assert len(executor.submitted) == 2
+    assert summary.stop_reason == "2 consecutive failures (max_consecutive_failures)"
+    assert summary.exit_code == 1
+    cancelled = recorder.finished[-1]
+    assert cancelled.worker_id == 0
+    assert cancelled.error_message.startswith("Not started: stop limits reached")
+
+
+def test_failure_rate_is_checked_only_after_the_minimum() -> None:
+    limits = StopLimits(enabled=True, max_consecutive_failures=100, max_failure_rate=0.5,
+                        min_tasks_for_rate_check=4)
+    summary, _, _ = _schedule(_tasks("FAILED", "SUCCESS", "FAILED", "FAILED", "SUCCESS", "SUCCESS"),
+                                     workers=1, limits=limits)
+    assert summary.stop_reason == "failure rate 75% after 4 tasks exceeds 50% (max_failure_rate)"
+    assert summary.cancelled == 2
+
+
+def test_stop_limits_disabled_run_everything() -> None:
+    summary, _, executor = _schedule(_tasks(*["FAILED"] * 12), workers=1)
+    assert len(executor.submitted) == 12
+    assert summary.stop_reason is None
+
+
+def test_stop_request_cancels_running_and_unstarted_tasks() -> None:
+    stop = StopRequest()
+    executor = FakeExecutor()
+    tasks = _tasks("CANCELLED", "CANCELLED", "SUCCESS", "SUCCESS")
+    timer = threading.Timer(0.2, stop.request, args=("SIGTERM",), kwargs={"exit_code": 143})
+    timer.start()
+    summary, recorder, _ = _schedule(tasks, workers=2, executor=executor, stop_request=stop)
+    timer.join()
+    assert executor.shutdowns == [True]
+    assert summary.total == 4
+    assert summary.cancelled == 4
+    assert summary.exit_code == 143
+    assert summary.interrupted_by == "SIGTERM"
+    unstarted = [r for r in recorder.finished if r.worker_id == 0]
+    assert [r.error_message for r in unstarted] == ["Not started: run interrupted by SIGTERM"] * 2
+
+
+def test_source_is_pulled_lazily() -> None:
+    pulled: List[int] = []
+    pulled_at_submit: List[int] = []
+
+    def source():
+        for n in range(1, 6):
+            pulled.append(n)
+            yield Task(argv=["SUCCESS"], source=f"t{n}")
+
+    class Watching(FakeExecutor):
+        def submit(self, task, worker_id):
+            pulled_at_submit.append(len(pulled))
+            return super().submit(task, worker_id)
+
+    summary, _, _ = _schedule(source(), workers=1, executor=Watching())
+    assert pulled_at_submit == [1, 2, 3, 4, 5]
+    assert summary.total == 5
+
+
+def test_executor_exception_still_yields_a_row() -> None:
+    class Broken(FakeExecutor):
+        def submit(self, task, worker_id):
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            future.set_exception(RuntimeError("boom"))
+            return future
+
+    summary, recorder, _ = _schedule(_tasks("SUCCESS"), executor=Broken())
+    assert recorder.finished[0].status is TaskStatus.ERROR
+    assert recorder.finished[0].error_message == "executor error: boom"
+    assert summary.exit_code == 1
+
+
+@pytest.mark.parametrize("durations, expected", [((1.0, 3.0), (2.0, 3.0, 1.0))])
+def test_summary_builder_figures(durations, expected) -> None:
+    builder = SummaryBuilder()
+    for duration in durations:
+        builder.add(TaskResult(task=Task(argv=["x"], source="s"), status=TaskStatus.SUCCESS, start_time=0.0,
+                               duration=duration, memory_mb=duration * 10))
+    builder.add(TaskResult.cancelled(Task(argv=["x"], source="s"), "never ran"))
+    summary = builder.build(None, None, 1)
+    assert (summary.avg_duration, summary.max_duration, summary.min_duration) == expected
+    assert summary.peak_memory_mb == 30.0
+    assert summary.total == 3
+    assert summary.cancelled == 1
