@@ -11,7 +11,7 @@ VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "parallelr" / "__init__.py").read_text(encoding="utf-8"), re.M
 ).group(1)
 
-PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets"]
+PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets", "journal"]
 
 setup(
     name="parallelr",

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from parallelr import __version__
 from parallelr.command import parse_env_names
+from parallelr.commands import Command
 from parallelr.context import Config
 from parallelr.errors import ParallelrError, UsageError
 from parallelr.pluginmanager import apply_plugin_specs, create_plugin_manager
@@ -85,6 +86,29 @@ def _executors(manager: Any) -> Dict[str, Any]:
     return factories
 
 
+def _commands(manager: Any) -> Dict[str, Command]:
+    commands: Dict[str, Command] = {}
+    for provided in manager.hook.parallelr_commands():
+        commands.update(provided or {})
+    return commands
+
+
+def _run_command(command: Command, argv: List[str], prog: str, manager: Any, preset: Optional[Preset]) -> int:
+    """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings."""
+    from parallelr import runner
+
+    parser = Parser(prog=f"{prog} {command.name}", description=command.help,
+                    preset=preset.name if preset else None)
+    command.add_arguments(parser)
+    options = parser.parse_args(argv)
+    config = Config(options, manager, preset=preset.name if preset else None,
+                    app_name=preset.app_name if preset else "parallelr")
+    runner.setup_console_logging(config.app_name)
+    for warning in runner.load(config).warnings:
+        logging.getLogger("parallelr").warning("%s", warning)
+    return command.run(config)
+
+
 def build_parser(prog: str, preset: Optional[Preset], executors: Sequence[str], manager: Any) -> Parser:
     parser = Parser(
         prog=prog,
@@ -126,6 +150,16 @@ def build_parser(prog: str, preset: Optional[Preset], executors: Sequence[str], 
         "--executor", choices=sorted(executors), default="thread", metavar="NAME",
         help=f"how tasks run: {', '.join(sorted(executors))} (default thread)",
     )
+    run.add_argument(
+        "--retries", type=int, metavar="N", help="run a failed or timed-out task up to N more times"
+    )
+    run.add_argument(
+        "--retry-delay", type=float, metavar="S", help="seconds before the first retry (default 1)"
+    )
+    run.add_argument(
+        "--retry-backoff", type=float, metavar="F", help="each further retry waits F times longer (default 2)"
+    )
+    run.add_argument("--retry-max-delay", type=float, metavar="S", help="longest wait before a retry (300)")
     run.add_argument("-d", "--debug", action="store_true", help="log level DEBUG")
     run.add_argument("-D", "--daemon", action="store_true", help="run detached in the background")
     run.add_argument("--enable-stop-limits", action="store_true", help="halt on excessive failures")
@@ -213,6 +247,9 @@ def _main(argv: List[str], prog: str) -> int:
     if "-p" not in (preset.claims if preset else ()):
         apply_plugin_specs(manager, short_specs)
 
+    commands = _commands(manager)
+    if argv and argv[0] in commands:
+        return _run_command(commands[argv[0]], argv[1:], prog, manager, preset)
     executors = _executors(manager)
     if not executors:
         raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")

@@ -49,6 +49,10 @@ CLI_FLAGS: Dict[str, str] = {
     "limits.task_start_delay": "-s/--sleep",
     "limits.stop_limits_enabled": "--enable-stop-limits",
     "logging.level": "-d/--debug",
+    "advanced.retries": "--retries",
+    "advanced.retry_delay": "--retry-delay",
+    "advanced.retry_backoff": "--retry-backoff",
+    "advanced.retry_max_delay": "--retry-max-delay",
 }
 
 
@@ -182,7 +186,19 @@ class AdvancedSection:
 
     max_file_size: int = setting(1048576, rule=Between(1024, 104857600))
     memory_limit_mb: Optional[int] = setting(None, rule=Between(1))
-    retry_failed_tasks: bool = setting(False, unimplemented=True)
+    retry_failed_tasks: bool = setting(False, unimplemented=True)  # the old switch; see retries
+    retries: int = setting(0, rule=Between(0, 100))  # extra attempts for a failed or timed-out task
+    retry_delay: float = setting(1.0, rule=Between(0, 86400))  # seconds before the first retry
+    retry_backoff: float = setting(2.0, rule=Between(1, 100))  # each further delay is this times longer
+    retry_max_delay: float = setting(300.0, rule=Between(0, 86400))  # cap on one delay
+
+
+@attrs.frozen
+class JournalSection:
+    """The SQLite journal that makes runs resumable (the journal plugin reads it)."""
+
+    enabled: bool = setting(True)
+    path: str = setting("")  # empty: ~/<app>/state.db (~/parallelr/state.db)
 
 
 @attrs.frozen
@@ -194,6 +210,7 @@ class Settings:
     execution: ExecutionSection = attrs.field(factory=ExecutionSection)
     logging: LoggingSection = attrs.field(factory=LoggingSection)
     advanced: AdvancedSection = attrs.field(factory=AdvancedSection)
+    journal: JournalSection = attrs.field(factory=JournalSection)
 
 
 def _sections() -> Dict[str, attrs.Attribute]:

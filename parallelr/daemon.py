@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List
+from typing import List, Optional
 
 
 def _read_all(fd: int) -> bytes:
@@ -21,7 +21,7 @@ def _read_all(fd: int) -> bytes:
 
 
 def daemonize() -> int:
-    """Detach. Returns, in the daemon only, the fd on which to announce itself with :func:`announce`.
+    """Detach. Returns, in the daemon only, the fd on which to announce itself (see Announcer).
 
     The calling process waits for the announcement, prints it and exits (0 when the daemon
     announced success, 1 when it reported an error or died first).
@@ -54,10 +54,28 @@ def daemonize() -> int:
     return write_end
 
 
-def announce(fd: int, text: str, ok: bool = True) -> None:
-    """Tell the waiting caller how the start went, then let it exit."""
-    payload = ("OK\n" if ok else "ERROR\n") + text
-    try:
-        os.write(fd, payload.encode("utf-8", "replace"))
-    finally:
-        os.close(fd)
+class Announcer:
+    """The daemon's one message to the caller waiting in :func:`daemonize`: sent once, then the
+    pipe is closed (a second call does nothing, so an error after the start cannot reuse it)."""
+
+    def __init__(self, fd: Optional[int]) -> None:
+        self._fd = fd
+
+    @property
+    def pending(self) -> bool:
+        return self._fd is not None
+
+    def started(self, text: str) -> None:
+        self._send("OK\n" + text)
+
+    def failed(self, text: str) -> None:
+        self._send("ERROR\n" + text)
+
+    def _send(self, payload: str) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.write(fd, payload.encode("utf-8", "replace"))
+        finally:
+            os.close(fd)

@@ -12,13 +12,17 @@ blocks one (by its registered name, which is the entry-point name for third-part
 Order of a run::
 
     parallelr_presets              (once, to know which presets exist)
+    parallelr_commands             (subcommands such as ``parallelr runs list``)
     parallelr_addoption(parser)    (build the command line)
     parallelr_configure(config)    (after parsing, before the YAML files are read)
     parallelr_executors            (the --executor choices)
+    parallelr_resume(config)       (first result wins; if a plugin resumes a run, no collection)
     parallelr_collect_tasks(config)
+    parallelr_run_planned(run, tasks)
     parallelr_run_start(run)
-    parallelr_task_start(run, task, worker_id)     } once per task, from the
-    parallelr_task_finish(run, result)              } scheduler's thread
+    parallelr_task_start(run, task, worker_id)     } per attempt / per task, from
+    parallelr_task_retry(run, result, delay)        } the scheduler's thread
+    parallelr_task_finish(run, result)              }
     parallelr_run_finish(run, summary)
 
 Reporter hooks are always called from the one thread that runs the scheduler, so a reporter
@@ -35,6 +39,16 @@ PROJECT_NAME = "parallelr"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def parallelr_commands() -> Optional[Dict[str, Any]]:
+    """Return ``{name: parallelr.commands.Command}``: subcommands such as ``parallelr runs``.
+
+    ``parallelr NAME ...`` dispatches to the command instead of running a batch. The command
+    adds its own arguments to a parser of its own and is run with a ``config`` whose
+    ``options`` are those arguments and whose ``settings`` are loaded.
+    """
 
 
 @hookspec
@@ -83,6 +97,16 @@ def parallelr_executors() -> Optional[Dict[str, Callable[..., Any]]]:
     """
 
 
+@hookspec(firstresult=True)
+def parallelr_resume(config: Any) -> Optional[Any]:
+    """Continue an earlier run instead of collecting tasks: return a
+    :class:`parallelr.model.ResumePlan`, or None. The first plugin that returns a plan wins.
+
+    The plan's tasks keep the run's numbering; the run keeps its ID; tasks that are not run
+    again still count in the summary through ``plan.previous``.
+    """
+
+
 @hookspec
 def parallelr_collect_tasks(config: Any) -> Optional[Iterable[Any]]:
     """Return the tasks this source produces, or None when the options are not for it.
@@ -97,6 +121,15 @@ def parallelr_collect_tasks(config: Any) -> Optional[Iterable[Any]]:
 
 
 @hookspec
+def parallelr_run_planned(run: Any, tasks: Iterable[Any]) -> None:
+    """Every task this run will start, numbered, before the first one starts.
+
+    ``tasks`` can be iterated again (an arguments file is re-read, not held in memory). A
+    journal stores them here so that a run killed half-way can be resumed.
+    """
+
+
+@hookspec
 def parallelr_run_start(run: Any) -> None:
     """A real run (not a dry run) is about to start its first task. ``run`` is a RunInfo."""
 
@@ -107,9 +140,15 @@ def parallelr_task_start(run: Any, task: Any, worker_id: int) -> None:
 
 
 @hookspec
+def parallelr_task_retry(run: Any, result: Any, delay: float) -> None:
+    """An attempt failed (``result``) and the task runs again in ``delay`` seconds as attempt
+    ``result.attempt + 1``. ``parallelr_task_finish`` comes only for the task's last attempt."""
+
+
+@hookspec
 def parallelr_task_finish(run: Any, result: Any) -> None:
-    """A task ended; ``result`` is its TaskResult. Called exactly once per task of the run,
-    also for tasks that never started (status CANCELLED, worker_id 0)."""
+    """A task ended; ``result`` is its TaskResult (its final attempt). Called exactly once per
+    task of the run, also for tasks that never started (status CANCELLED, worker_id 0)."""
 
 
 @hookspec

@@ -86,8 +86,10 @@ def kill(registry: Registry, target: str, stdin: IO[str] = sys.stdin, out: IO[st
         out.write(CONFIRM_PROMPT)
         out.flush()
         answer: Optional[str] = stdin.readline() if stdin is not None else ""
+        if stdin is None or not stdin.isatty():  # the answer was not echoed: end the prompt's line
+            out.write("\n")
         if (answer or "").strip() != "yes":
-            out.write("\nAborted: nothing was stopped.\n")
+            out.write("Aborted: nothing was stopped.\n")
             return 1
         for entry in runs:
             stop_run(entry, out)

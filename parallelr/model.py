@@ -55,6 +55,7 @@ class Task:
     line_number: Optional[int] = None
     shell: bool = False  # argv is ("/bin/sh", "-c", script): the user asked for a shell
     index: int = 0
+    attempt: int = 1  # 1 for the first run; the scheduler sets 2, 3, ... for retries
 
     @argv.validator
     def _check_argv(self, _attribute: Any, value: Tuple[str, ...]) -> None:
@@ -89,6 +90,9 @@ class ExecutionLimits:
     use_process_groups: bool = True
     kill_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
     sample_interval: float = 1.0  # live psutil figures for tasks that run longer than this
+    # Set in every task's environment as PARALLELR_RUN_ID, with PARALLELR_TASK_INDEX: the task
+    # knows where it belongs, and a resume finds a dead run's leftover processes by it.
+    run_id: Optional[str] = None
 
     def workdir(self, worker_id: int) -> str:
         """The working directory of a task run in worker slot ``worker_id``."""
@@ -114,7 +118,7 @@ class TaskResult:
     stdout: str = ""
     stderr: str = ""
     error_message: str = ""
-    attempt: int = 1
+    attempt: int = attrs.field(default=attrs.Factory(lambda self: self.task.attempt, takes_self=True))
 
     @classmethod
     def cancelled(cls, task: Task, reason: str, worker_id: int = 0) -> TaskResult:
@@ -151,6 +155,7 @@ class RunInfo:
     task_count: Optional[int] = None  # None when a source streams without knowing its size
     options: Mapping[str, Any] = attrs.field(factory=dict)  # parsed CLI options, plugins' too
     run_id: Optional[str] = None
+    resumed: bool = False  # this invocation continues run_id (--resume, dlq retry)
 
 
 @attrs.frozen
@@ -175,3 +180,17 @@ class RunSummary:
     @property
     def success_rate(self) -> float:
         return 100.0 * self.succeeded / self.total if self.total else 0.0
+
+
+@attrs.frozen
+class ResumePlan:
+    """What ``parallelr_resume`` returns: the tasks of run ``run_id`` to run again.
+
+    ``tasks`` keep their run-wide ``index``; ``count`` is their number; ``previous`` counts,
+    by status, the tasks of the run that are not run again (they still count in the summary).
+    """
+
+    run_id: str
+    tasks: Any  # an iterable of Task that can be iterated again
+    count: int
+    previous: Mapping[TaskStatus, int] = attrs.field(factory=dict)

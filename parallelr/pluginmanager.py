@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: Tuple[Tuple[str, str], ...] = (
     ("csv_summary", "parallelr.plugins.reporters.csv_summary"),
     ("output_log", "parallelr.plugins.reporters.output_log"),
     ("ptasker", "parallelr.plugins.presets.ptasker"),
+    ("journal", "parallelr.plugins.journal.plugin"),
 )
 
 

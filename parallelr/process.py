@@ -571,6 +571,25 @@ def _is_alive(proc: psutil.Process) -> bool:
         return False
 
 
+_base_environment: Optional[dict] = None
+
+
+def _environment(task: Task, limits: ExecutionLimits) -> Optional[dict]:
+    """The child's environment: ours, the task's variables and the run markers. None (inherit,
+    nothing to copy) when there is nothing to add."""
+    global _base_environment
+    if not task.env and limits.run_id is None:
+        return None
+    if _base_environment is None:  # os.environ decodes on every read: copy it once
+        _base_environment = dict(os.environ)
+    env = dict(_base_environment)
+    env.update(task.env)
+    if limits.run_id is not None:
+        env["PARALLELR_RUN_ID"] = limits.run_id
+        env["PARALLELR_TASK_INDEX"] = str(task.index)
+    return env
+
+
 # -- the entry point --------------------------------------------------------------------------
 def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
     """Run ``task`` in worker slot ``worker_id`` under ``limits`` and say what happened.
@@ -595,7 +614,7 @@ def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
-            env=task.environ() if task.env else None,  # None: inherit, without re-encoding it all
+            env=_environment(task, limits),
             close_fds=True,
             bufsize=0,
             start_new_session=limits.use_process_groups,

@@ -9,11 +9,13 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sized
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sized
 
+import attrs
 import yaml
 
 from parallelr import __version__, daemon, manage
@@ -21,10 +23,10 @@ from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, load_settings, settings_as_dict
 from parallelr.context import Config
 from parallelr.errors import NoTasksError
-from parallelr.model import ExecutionLimits, RunInfo, RunPaths, Task
+from parallelr.model import ExecutionLimits, ResumePlan, RunInfo, RunPaths, Task
 from parallelr.pluginmanager import blocked_names, describe_plugins
 from parallelr.registry import Registry, entry_for_current_process
-from parallelr.scheduler import Scheduler, StopLimits, StopRequest
+from parallelr.scheduler import RetryPolicy, Scheduler, StopLimits, StopRequest
 from parallelr.signals import ShutdownOnSignal
 
 log = logging.getLogger("parallelr")
@@ -57,12 +59,18 @@ def setup_console_logging(prog: str) -> None:
 
 
 def _overrides(options: Any) -> Dict[str, Any]:
+    """Command-line values that override the config files (None: not given)."""
+    given = vars(options)
     return {
-        "limits.max_workers": options.max,
-        "limits.timeout_seconds": options.timeout,
-        "limits.task_start_delay": options.sleep,
-        "limits.stop_limits_enabled": True if options.enable_stop_limits else None,
-        "logging.level": "DEBUG" if options.debug else None,
+        "limits.max_workers": given.get("max"),
+        "limits.timeout_seconds": given.get("timeout"),
+        "limits.task_start_delay": given.get("sleep"),
+        "limits.stop_limits_enabled": True if given.get("enable_stop_limits") else None,
+        "logging.level": "DEBUG" if given.get("debug") else None,
+        "advanced.retries": given.get("retries"),
+        "advanced.retry_delay": given.get("retry_delay"),
+        "advanced.retry_backoff": given.get("retry_backoff"),
+        "advanced.retry_max_delay": given.get("retry_max_delay"),
     }
 
 
@@ -97,7 +105,11 @@ def _registry(config: Config) -> Registry:
     return Registry(config.home / "pids" / f"{config.app_name}.pids")
 
 
-def _collect(config: Config) -> Iterable[Task]:
+def _collect(config: Config) -> _Tasks:
+    """The run's tasks: a plugin's resume plan if one answers, else every source's tasks."""
+    plan = config.hook.parallelr_resume(config=config)
+    if plan is not None:
+        return _Tasks([plan.tasks], plan.count, plan)
     collections = [found for found in config.hook.parallelr_collect_tasks(config=config) if found is not None]
     if not collections:
         raise NoTasksError("no task source accepted the options")
@@ -105,18 +117,32 @@ def _collect(config: Config) -> Iterable[Task]:
     total = sum(len(found) for found in collections) if sized else None  # type: ignore[arg-type]
     if total == 0:
         raise NoTasksError()
-    return _Tasks(itertools.chain.from_iterable(collections), total)
+    return _Tasks(collections, total)
 
 
 class _Tasks:
-    """The chained sources with the total count, when every source knows its size."""
+    """The sources' tasks, chained and numbered 1..N the same way on every pass.
 
-    def __init__(self, tasks: Iterable[Task], count: Optional[int]) -> None:
-        self._tasks = tasks
+    It can be iterated more than once (a journal stores the tasks before the run starts): a
+    list is walked again, an arguments file is read again, nothing is held in memory.
+    """
+
+    def __init__(self, collections: List[Iterable[Task]], count: Optional[int],
+                 plan: Optional[ResumePlan] = None) -> None:
+        self._collections = collections
         self.count = count
+        self.plan = plan
 
-    def __iter__(self) -> Any:
-        return iter(self._tasks)
+    def __iter__(self) -> Iterator[Task]:
+        tasks = itertools.chain.from_iterable(self._collections)
+        if self.plan is not None:  # a resumed run keeps its numbering
+            return iter(tasks)
+        return (attrs.evolve(task, index=index) for index, task in enumerate(tasks, start=1))
+
+
+def new_run_id(started: float) -> str:
+    """Sortable and readable: ``20261123-103644-a1b2c3``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(3)
 
 
 def _paths(config: Config, pid: int, timestamp: str) -> RunPaths:
@@ -141,21 +167,22 @@ def execute(config: Config, executor_factory: Any) -> int:
     for warning in template.operator_warnings():
         log.warning("%s", warning)
     tasks = _collect(config)
-    if options.arguments_file and tasks.count is not None:
+    if tasks.plan is not None:
+        print(f"Resuming run {tasks.plan.run_id}: {tasks.count} task(s) to run again")
+    elif options.arguments_file and tasks.count is not None:
         print(f"Created {tasks.count} tasks")
     if not options.run:
         return dry_run(tasks)
-
-    announce_fd = daemon.daemonize() if options.daemon else None
+    # Everything above ran in the foreground, so a bad input is reported before detaching.
+    announcer = daemon.Announcer(daemon.daemonize() if options.daemon else None)
     try:
-        return _run_for_real(config, executor_factory, tasks, announce_fd)
+        return _run_for_real(config, executor_factory, tasks, announcer)
     except BaseException as exc:
-        if announce_fd is not None and not getattr(exc, "_announced", False):
-            daemon.announce(announce_fd, str(exc) or type(exc).__name__, ok=False)
+        announcer.failed(str(exc) or type(exc).__name__)
         raise
 
 
-def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announce_fd: Optional[int]) -> int:
+def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announcer: daemon.Announcer) -> int:
     options = config.options
     settings = config.settings
     pid = os.getpid()
@@ -177,34 +204,25 @@ def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announce
         workers=limits.max_workers,
         task_count=tasks.count,
         options=dict(vars(options)),
+        run_id=tasks.plan.run_id if tasks.plan is not None else new_run_id(started),
+        resumed=tasks.plan is not None,
     )
-    execution_limits = ExecutionLimits(
-        timeout=limits.timeout_seconds,
-        workspace=paths.workspace,
-        runner_pid=pid,
-        workspace_isolation=settings.execution.workspace_isolation,
-        max_output_capture=limits.max_output_capture,
-        use_process_groups=settings.execution.use_process_groups,
-        kill_grace=settings.execution.kill_grace_seconds,
-    )
-    pool_size = limits.max_workers if tasks.count is None else max(1, min(limits.max_workers, tasks.count))
     registry = Registry(Path(paths.pid_file))
     registry.register(entry_for_current_process(
         config.app_name, started, paths.main_log, paths.summary_csv, paths.output_log,
-        run_id=run_info.run_id, daemon=announce_fd is not None,
+        run_id=run_info.run_id, daemon=announcer.pending,
     ))
     try:
-        if announce_fd is not None:
-            daemon.announce(announce_fd, _daemon_banner(config.app_name, paths, pid))
-            announce_fd = None
-        return _schedule(config, run_info, executor_factory, pool_size, execution_limits, tasks)
+        config.hook.parallelr_run_planned(run=run_info, tasks=tasks)
+        announcer.started(_daemon_banner(config.app_name, paths, pid, run_info.run_id))
+        return _schedule(config, run_info, executor_factory, tasks)
     finally:
         registry.unregister(pid)
 
 
-def _daemon_banner(app_name: str, paths: RunPaths, pid: int) -> str:
+def _daemon_banner(app_name: str, paths: RunPaths, pid: int, run_id: Optional[str]) -> str:
     return (
-        f"Started {app_name} daemon with PID {pid}\n"
+        f"Started {app_name} daemon with PID {pid} (run {run_id})\n"
         f"- Main Log: {paths.main_log}\n"
         f"- Summary: {paths.summary_csv}\n"
         f"- Output: {paths.output_log or 'disabled (--no-task-output-log)'}\n"
@@ -212,20 +230,33 @@ def _daemon_banner(app_name: str, paths: RunPaths, pid: int) -> str:
     )
 
 
-def _schedule(
-    config: Config, run_info: RunInfo, executor_factory: Any, pool_size: int, limits: ExecutionLimits,
-    tasks: _Tasks,
-) -> int:
+def _schedule(config: Config, run_info: RunInfo, executor_factory: Any, tasks: _Tasks) -> int:
     settings = config.settings
-    executor = executor_factory(pool_size, limits)
+    limits = settings.limits
+    advanced = settings.advanced
+    execution_limits = ExecutionLimits(
+        timeout=limits.timeout_seconds,
+        workspace=run_info.paths.workspace,
+        runner_pid=run_info.pid,
+        workspace_isolation=settings.execution.workspace_isolation,
+        max_output_capture=limits.max_output_capture,
+        use_process_groups=settings.execution.use_process_groups,
+        kill_grace=settings.execution.kill_grace_seconds,
+        run_id=run_info.run_id,
+    )
+    pool_size = limits.max_workers if tasks.count is None else max(1, min(limits.max_workers, tasks.count))
+    executor = executor_factory(pool_size, execution_limits)
     hook = config.hook
     stop_request = StopRequest()
     scheduler = Scheduler(
         run_info, executor, hook,
         workers=pool_size,
-        start_delay=settings.limits.task_start_delay,
-        stop_limits=StopLimits.from_settings(settings.limits),
+        start_delay=limits.task_start_delay,
+        stop_limits=StopLimits.from_settings(limits),
         stop_request=stop_request,
+        retry=RetryPolicy(advanced.retries, advanced.retry_delay, advanced.retry_backoff,
+                          advanced.retry_max_delay),
+        previous=tasks.plan.previous if tasks.plan is not None else None,
     )
     kill_now = getattr(executor, "kill", None) or (lambda: executor.shutdown(cancel=True))
     with ShutdownOnSignal(stop_request, config.app_name, kill_now, ignore_hangup=config.options.daemon):

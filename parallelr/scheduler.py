@@ -15,7 +15,7 @@ import concurrent.futures
 import heapq
 import logging
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import attrs
 
@@ -149,6 +149,20 @@ def exit_code_for(builder: SummaryBuilder, stop_reason: Optional[str], stop_requ
     return 0
 
 
+@attrs.frozen
+class RetryPolicy:
+    """``--retries N``: attempt k+1 starts ``delay * backoff**(k-1)`` seconds (at most
+    ``max_delay``) after attempt k ended. A timeout counts as a failure."""
+
+    retries: int = 0
+    delay: float = 1.0
+    backoff: float = 2.0
+    max_delay: float = 300.0
+
+    def delay_after(self, attempt: int) -> float:
+        return min(self.max_delay, self.delay * self.backoff ** (attempt - 1))
+
+
 class Scheduler:
     def __init__(
         self,
@@ -158,19 +172,28 @@ class Scheduler:
         *,
         workers: int,
         start_delay: float = 0.0,
-        stop_limits: StopLimits = StopLimits(),
+        stop_limits: Optional[StopLimits] = None,
         stop_request: Optional[StopRequest] = None,
+        retry: Optional[RetryPolicy] = None,
+        previous: Optional[Mapping[TaskStatus, int]] = None,
     ) -> None:
         self.run_info = run
         self.executor = executor
         self.hook = hook
         self.workers = workers
         self.start_delay = start_delay
-        self.stop_limits = stop_limits
+        self.stop_limits = stop_limits or StopLimits()
         self.stop_request = stop_request or StopRequest()
+        self.retry = retry or RetryPolicy()
         self.summary = SummaryBuilder()
+        for status, count in (previous or {}).items():  # a resumed run counts its earlier tasks
+            self.summary.counts[status] += count
         self.stop_reason: Optional[str] = None
+        self._source_failed = False
         self._running_cancelled = False
+        # Failed attempts waiting for their retry: (due, sequence, task). They hold no slot.
+        self._retries: List[Tuple[float, int, Task, TaskResult]] = []
+        self._retry_sequence = 0
 
     def _finish(self, result: TaskResult) -> None:
         self.summary.add(result)
@@ -181,43 +204,64 @@ class Scheduler:
                 self.stop_reason = reason
                 log.warning("Stop limits reached: %s; no new tasks are started", reason)
 
+    def _settle(self, result: TaskResult) -> None:
+        """A finished attempt: retry it later, or record the task's final result."""
+        task = result.task
+        if result.status.is_failure and task.attempt <= self.retry.retries and not self._stopping:
+            delay = self.retry.delay_after(task.attempt)
+            self.hook.parallelr_task_retry(run=self.run_info, result=result, delay=delay)
+            self._retry_sequence += 1
+            due = time.monotonic() + delay
+            again = attrs.evolve(task, attempt=task.attempt + 1)
+            heapq.heappush(self._retries, (due, self._retry_sequence, again, result))
+            return
+        self._finish(result)
+
     @property
     def _stopping(self) -> bool:
         return self.stop_reason is not None or self.stop_request.future.done()
+
+    def _pull(self, numbered: Iterator[Task]) -> Optional[Task]:
+        """The next new task, or None when the source is exhausted (or failed)."""
+        try:
+            return next(numbered, None)
+        except ParallelrError as exc:  # e.g. the arguments file changed under the run
+            log.error("%s", exc)
+            self.stop_reason = f"the task source failed: {exc}"
+            self._source_failed = True
+            return None
 
     def run(self, tasks: Iterable[Task]) -> RunSummary:
         numbered = _numbered(tasks)
         free_slots: List[int] = list(range(1, self.workers + 1))  # already a heap
         pending: Dict[concurrent.futures.Future, Tuple[Task, int]] = {}
         next_start = 0.0  # monotonic time before which no task may start (-s delay)
-        exhausted = False
+        exhausted = False  # no new tasks left (retries may still be waiting)
         while True:
-            while free_slots and not exhausted and not self._stopping:
-                if self.start_delay and time.monotonic() < next_start:
+            while free_slots and not self._stopping:
+                now = time.monotonic()
+                if self.start_delay and now < next_start:
                     break
-                try:
-                    task = next(numbered, None)
-                except ParallelrError as exc:  # e.g. the arguments file changed under the run
-                    log.error("%s", exc)
-                    self.stop_reason = f"the task source failed: {exc}"
-                    task = None
-                if task is None:
-                    exhausted = True
+                if self._retries and self._retries[0][0] <= now:
+                    task = heapq.heappop(self._retries)[2]
+                elif exhausted:
                     break
+                else:
+                    task = self._pull(numbered)
+                    if task is None:
+                        exhausted = True
+                        break
                 worker_id = heapq.heappop(free_slots)
                 future = self.executor.submit(task, worker_id)
                 pending[future] = (task, worker_id)
                 self.hook.parallelr_task_start(run=self.run_info, task=task, worker_id=worker_id)
                 if self.start_delay:
                     next_start = time.monotonic() + self.start_delay
-            if not pending and (exhausted or self._stopping):
+            if not pending and (self._stopping or (exhausted and not self._retries)):
                 break
-            timeout = None
-            if self.start_delay and free_slots and not exhausted and not self._stopping:
-                timeout = max(0.0, next_start - time.monotonic())
             done, _ = concurrent.futures.wait(
                 [*pending, self.stop_request.future],
-                timeout=timeout,
+                timeout=self._wake_in(free_slots, next_start, exhausted),
                 return_when=concurrent.futures.FIRST_COMPLETED,
             )
             if self.stop_request.future in done and pending and not self._running_cancelled:
@@ -227,34 +271,48 @@ class Scheduler:
                 if future is self.stop_request.future:
                     continue
                 task, worker_id = pending.pop(future)
-                self._finish(_result_of(future, task, worker_id))
+                self._settle(_result_of(future, task, worker_id))
                 heapq.heappush(free_slots, worker_id)
-        self._cancel_unstarted(numbered)
+        self._cancel_waiting(numbered)
         interrupted = self.stop_request.reason
         exit_code = exit_code_for(self.summary, self.stop_reason, self.stop_request)
         return self.summary.build(self.stop_reason, interrupted, exit_code)
 
-    def _cancel_unstarted(self, remaining: Iterator[Task]) -> None:
-        if exhausted_by_error(self.stop_reason):
-            return
+    def _wake_in(self, free_slots: List[int], next_start: float, exhausted: bool) -> Optional[float]:
+        """How long the scheduler may sleep: until a task ends, or a start or retry is due."""
+        if not free_slots or self._stopping:
+            return None
+        now = time.monotonic()
+        due: List[float] = []
+        if self._retries:
+            due.append(self._retries[0][0])
+        if self.start_delay and (not exhausted or self._retries):
+            due.append(next_start)
+        return max(0.0, min(due) - now) if due else None
+
+    def _cancel_waiting(self, remaining: Iterator[Task]) -> None:
+        """After a stop: every task that will not run now still gets its row, as CANCELLED."""
         if self.stop_reason:
-            reason = f"Not started: stop limits reached ({self.stop_reason})"
+            why = f"stop limits reached ({self.stop_reason})"
         elif self.stop_request.reason:
-            reason = f"Not started: run interrupted by {self.stop_request.reason}"
+            why = f"run interrupted by {self.stop_request.reason}"
         else:
             return
+        while self._retries:
+            _, _, task, last = heapq.heappop(self._retries)
+            self._finish(TaskResult.cancelled(
+                task, f"Retry not started: {why} (attempt {last.attempt}: {last.error_message})"
+            ))
+        if self._source_failed:  # a failed source cannot be iterated further
+            return
         for task in remaining:
-            self._finish(TaskResult.cancelled(task, reason))
-
-
-def exhausted_by_error(stop_reason: Optional[str]) -> bool:
-    """A failed source cannot be iterated further: there is nothing left to mark cancelled."""
-    return bool(stop_reason) and stop_reason.startswith("the task source failed")
+            self._finish(TaskResult.cancelled(task, f"Not started: {why}"))
 
 
 def _numbered(tasks: Iterable[Task]) -> Iterator[Task]:
+    """Number the tasks 1, 2, ... unless their source already did (a resumed run)."""
     for index, task in enumerate(tasks, start=1):
-        yield attrs.evolve(task, index=index)
+        yield task if task.index else attrs.evolve(task, index=index)
 
 
 def _result_of(future: concurrent.futures.Future, task: Task, worker_id: int) -> TaskResult:

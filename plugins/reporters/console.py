@@ -43,7 +43,10 @@ def parallelr_run_start(run: RunInfo) -> None:
 @hookimpl
 def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
     if _logger is not None and _logger.isEnabledFor(logging.INFO):
-        _logger.info("%s Worker %d: Starting task %s", _counter(run, task), worker_id, task_label(task))
+        again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
+        _logger.info(
+            "%s Worker %d: Starting task %s%s", _counter(run, task), worker_id, task_label(task), again
+        )
 
 
 @hookimpl
@@ -61,6 +64,15 @@ def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
         "%s Task %s: %s: %s", _counter(run, result.task), result.status.value, task_label(result.task),
         result.error_message or "no details",
     )
+
+
+@hookimpl
+def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
+    if _logger is not None:
+        _logger.warning(
+            "%s Task %s (attempt %d): %s: %s; retrying in %gs", _counter(run, result.task),
+            result.status.value, result.attempt, task_label(result.task), result.error_message, delay,
+        )
 
 
 @hookimpl

@@ -55,7 +55,8 @@ def parallelr_run_start(run: RunInfo) -> None:
 @hookimpl
 def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
     if _handler is not None and _task_log.isEnabledFor(logging.INFO):
-        _task_log.info("Worker %d: Starting task %s", worker_id, task_label(task))
+        again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
+        _task_log.info("Worker %d: Starting task %s%s", worker_id, task_label(task), again)
 
 
 @hookimpl
@@ -67,6 +68,15 @@ def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
             _task_log.info("Task completed: %s (%.2fs)", task_label(result.task), result.duration)
         return
     _task_log.warning("Task %s: %s: %s", result.status.value, task_label(result.task), result.error_message)
+
+
+@hookimpl
+def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
+    if _handler is not None:
+        _task_log.warning(
+            "Task %s (attempt %d): %s: %s; retrying in %gs", result.status.value, result.attempt,
+            task_label(result.task), result.error_message, delay,
+        )
 
 
 @hookimpl

@@ -23,7 +23,7 @@ def parallelr_run_start(run: RunInfo) -> None:
         _file = open(run.paths.output_log, "w", encoding="utf-8", errors="backslashreplace")
 
 
-def _block(result: TaskResult) -> str:
+def _block(result: TaskResult, retry_in: Optional[float] = None) -> str:
     task = result.task
     exit_code = "" if result.exit_code is None else result.exit_code
     lines = [
@@ -42,8 +42,10 @@ def _block(result: TaskResult) -> str:
         f"Start: {log_time(result.start_time)}",
         f"End: {log_time(result.end_time)}",
     ]
-    if result.attempt > 1:
+    if result.attempt > 1 or retry_in is not None:
         lines.append(f"Attempt: {result.attempt}")
+    if retry_in is not None:
+        lines.append(f"Retry: attempt {result.attempt + 1} in {retry_in:g}s")
     if result.error_message:
         lines.append(f"Error: {result.error_message}")
     lines += ["", "STDOUT:", result.stdout.rstrip("\n"), "", "STDERR:", result.stderr.rstrip("\n"), ""]
@@ -55,6 +57,15 @@ def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
     if _file is None:
         return
     _file.write(_block(result))
+    _file.flush()
+
+
+@hookimpl
+def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
+    """Every attempt gets its block, not only the last one."""
+    if _file is None:
+        return
+    _file.write(_block(result, retry_in=delay))
     _file.flush()
 
 

@@ -77,13 +77,18 @@ def test_unknown_executor_is_a_usage_error_listing_the_choices(run_cli, tmp_path
 
 # -- -m, -t, -s ----------------------------------------------------------------------------------
 
-RECORD_TIMES = 'date +%s.%N > "{out}/$(basename "$0").start"\nsleep {sleep}\ndate +%s.%N > "{out}/$(basename "$0").end"\n'
+RECORD_TIMES = (
+    'date +%s.%N > "{out}/$(basename "$0").start"\n'
+    "sleep {sleep}\n"
+    'date +%s.%N > "{out}/$(basename "$0").end"\n'
+)
 
 
 def recorded_times(out: Path, names: List[str]) -> List[Tuple[float, float]]:
-    return [
-        (float((out / f"{name}.start").read_text()), float((out / f"{name}.end").read_text())) for name in names
-    ]
+    def read(path: Path) -> float:
+        return float(path.read_text())
+
+    return [(read(out / f"{name}.start"), read(out / f"{name}.end")) for name in names]
 
 
 def max_overlap(intervals: List[Tuple[float, float]]) -> int:
@@ -169,7 +174,8 @@ def test_stop_limits_cancel_the_tasks_that_never_started(run_cli, run_files, sum
     assert [statuses[name] for name in names] == ["FAILED"] * 5 + ["CANCELLED"] * 3
     for row in rows:
         if row["status"] == "CANCELLED":
-            assert (row["start_time"], row["process_id"], row["worker_id"], row["exit_code"]) == ("", "", "", "")
+            never_ran = (row["start_time"], row["process_id"], row["worker_id"], row["exit_code"])
+            assert never_ran == ("", "", "", "")
     assert summary(result.stdout, "Failed:") == "5"
     assert summary(result.stdout, "Cancelled:") == "3"
     assert summary(result.stdout, "- Stop Limits:") == "Enabled"

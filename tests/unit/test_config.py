@@ -642,13 +642,18 @@ def test_shipped_script_config_names_every_key(name: str) -> None:
 def test_settings_as_dict_is_plain_nested_dicts() -> None:
     settings = Settings(limits=LimitsSection(max_workers=3))
     as_dict = settings_as_dict(settings)
-    assert list(as_dict) == ["limits", "security", "execution", "logging", "advanced"]
+    assert list(as_dict) == ["limits", "security", "execution", "logging", "advanced", "journal"]
     assert as_dict["limits"]["max_workers"] == 3
     assert as_dict["advanced"] == {
         "max_file_size": 1048576,
         "memory_limit_mb": None,
         "retry_failed_tasks": False,
+        "retries": 0,
+        "retry_delay": 1.0,
+        "retry_backoff": 2.0,
+        "retry_max_delay": 300.0,
     }
+    assert as_dict["journal"] == {"enabled": True, "path": ""}
     assert as_dict["execution"]["kill_grace_seconds"] == 5.0
 
 

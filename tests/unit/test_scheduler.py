@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from typing import Dict, List, Optional, Tuple
 
 import pytest
 
 from parallelr.model import RunInfo, RunPaths, Task, TaskResult, TaskStatus
-from parallelr.scheduler import Scheduler, StopLimits, StopRequest, SummaryBuilder
+from parallelr.scheduler import RetryPolicy, Scheduler, StopLimits, StopRequest, SummaryBuilder
 
 
 class FakeExecutor:
@@ -186,3 +187,96 @@ def test_summary_builder_figures(durations, expected) -> None:
     assert summary.peak_memory_mb == 30.0
     assert summary.total == 3
     assert summary.cancelled == 1
+
+
+class FlakyExecutor(FakeExecutor):
+    """argv ["FLAKY", "N"]: the first N attempts fail, later ones succeed."""
+
+    def submit(self, task, worker_id):
+        self.submitted.append((task.index, worker_id))
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        ok = task.attempt > int(task.argv[1])
+        future.set_result(TaskResult(
+            task=task, status=TaskStatus.SUCCESS if ok else TaskStatus.FAILED, worker_id=worker_id,
+            start_time=time.time(), end_time=time.time(), exit_code=0 if ok else 1,
+            error_message="" if ok else "Exit code 1",
+        ))
+        return future
+
+
+class RetryRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.retries: List[Tuple[int, int, float]] = []
+        self.retry_times: List[float] = []
+
+    def parallelr_task_retry(self, run, result, delay) -> None:
+        self.retries.append((result.task.index, result.attempt, delay))
+        self.retry_times.append(time.monotonic())
+
+
+def _run_flaky(tasks, policy, workers=2, stop_request=None):
+    recorder = RetryRecorder()
+    executor = FlakyExecutor()
+    scheduler = Scheduler(_run_info(), executor, recorder, workers=workers, retry=policy,
+                          stop_request=stop_request)
+    return scheduler.run(tasks), recorder, executor
+
+
+def test_retries_until_success_with_exponential_backoff() -> None:
+    policy = RetryPolicy(retries=3, delay=0.1, backoff=2.0)
+    started = time.monotonic()
+    summary, recorder, executor = _run_flaky([Task(argv=["FLAKY", "2"], source="f")], policy)
+    elapsed = time.monotonic() - started
+    assert recorder.retries == [(1, 1, 0.1), (1, 2, 0.2)]
+    assert [result.attempt for result in recorder.finished] == [3]
+    assert recorder.finished[0].status is TaskStatus.SUCCESS
+    assert len(executor.submitted) == 3
+    assert elapsed >= 0.3  # both backoff delays were waited for (a lower bound only)
+    assert summary.exit_code == 0
+
+
+def test_last_attempt_failure_is_final_and_counted_once() -> None:
+    summary, recorder, executor = _run_flaky(
+        [Task(argv=["FLAKY", "9"], source="f")], RetryPolicy(retries=2, delay=0.0)
+    )
+    assert len(executor.submitted) == 3
+    assert [(r.status, r.attempt) for r in recorder.finished] == [(TaskStatus.FAILED, 3)]
+    assert (summary.total, summary.failed) == (1, 1)
+
+
+def test_waiting_retry_does_not_hold_a_slot() -> None:
+    # one worker: while task 1 waits 0.3 s for its retry, tasks 2 and 3 use the slot
+    tasks = [Task(argv=["FLAKY", "1"], source="a"), Task(argv=["FLAKY", "0"], source="b"),
+             Task(argv=["FLAKY", "0"], source="c")]
+    _, _, executor = _run_flaky(tasks, RetryPolicy(retries=1, delay=0.3), workers=1)
+    assert [index for index, _ in executor.submitted] == [1, 2, 3, 1]
+
+
+def test_delay_is_capped() -> None:
+    assert RetryPolicy(retries=9, delay=1.0, backoff=10.0, max_delay=30.0).delay_after(4) == 30.0
+    assert RetryPolicy(delay=0.5, backoff=2.0).delay_after(1) == 0.5
+    assert RetryPolicy(delay=0.5, backoff=2.0).delay_after(3) == 2.0
+
+
+def test_stop_cancels_a_waiting_retry_with_a_row() -> None:
+    stop = StopRequest()
+    timer = threading.Timer(0.2, stop.request, args=("SIGINT",), kwargs={"exit_code": 130})
+    timer.start()
+    summary, recorder, _ = _run_flaky([Task(argv=["FLAKY", "9"], source="f")],
+                                      RetryPolicy(retries=1, delay=30.0), stop_request=stop)
+    timer.join()
+    assert [(r.status, r.attempt) for r in recorder.finished] == [(TaskStatus.CANCELLED, 2)]
+    assert recorder.finished[0].error_message == (
+        "Retry not started: run interrupted by SIGINT (attempt 1: Exit code 1)"
+    )
+    assert summary.exit_code == 130
+
+
+def test_previous_counts_seed_the_summary() -> None:
+    recorder = Recorder()
+    scheduler = Scheduler(_run_info(), FakeExecutor(), recorder, workers=1,
+                          previous={TaskStatus.SUCCESS: 4})
+    summary = scheduler.run([Task(argv=["SUCCESS"], source="x", index=5)])
+    assert (summary.total, summary.succeeded) == (5, 5)
+    assert recorder.finished[0].task.index == 5

@@ -1,0 +1,20 @@
+"""Subcommands (``parallelr runs list``, ``parallelr dlq retry``): what a plugin returns from
+``parallelr_commands``."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+
+
+@attrs.frozen
+class Command:
+    """``parallelr NAME ...``. ``add_arguments(parser)`` defines its arguments (subparsers are
+    fine); ``run(config)`` does the work with ``config.options`` parsed and ``config.settings``
+    loaded, and returns the exit status."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[Any], None]
+    run: Callable[[Any], int]

@@ -1,0 +1,1 @@
+"""The SQLite journal: resumable runs, retries on record, dead letters, run history."""

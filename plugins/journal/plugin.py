@@ -1,0 +1,1 @@
+"""Placeholder: the journal plugin's hooks (being written)."""
