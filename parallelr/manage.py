@@ -7,6 +7,7 @@ import datetime
 import os
 import signal
 import sys
+import time
 from typing import IO, List, Optional
 
 import psutil
@@ -38,6 +39,31 @@ def list_workers(registry: Registry, out: IO[str] = sys.stdout) -> int:
     return 0
 
 
+def _wait_gone(procs: List[psutil.Process], timeout: float) -> List[psutil.Process]:
+    """Wait until the processes are gone; a zombie counts as gone (it runs nothing, and its
+    parent, maybe init, reaps it in its own time). Returns the ones still running."""
+
+    def running() -> List[psutil.Process]:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        return alive
+
+    deadline = time.monotonic() + timeout
+    alive = running()
+    while alive:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        # psutil.wait_procs waits efficiently (it reaps our own children); a zombie we cannot
+        # reap ends its wait only at the timeout, so wake at least every 0.1 s to look again.
+        psutil.wait_procs(alive, timeout=min(remaining, 0.1))
+        alive = running()
+    return alive
+
+
 def _descendants(process: psutil.Process) -> List[psutil.Process]:
     try:
         return process.children(recursive=True)
@@ -57,21 +83,21 @@ def stop_run(entry: RunEntry, out: IO[str] = sys.stdout) -> None:
         out.write(f"Process {entry.pid} has already ended.\n")
         return
     out.write(f"Sent SIGTERM to {entry.pid}; waiting up to {TERM_WAIT:.0f}s for it to stop...\n")
-    _, alive = psutil.wait_procs([runner], timeout=TERM_WAIT)
+    alive = _wait_gone([runner], TERM_WAIT)
     if alive:
         leftover = {proc.pid: proc for proc in tasks + _descendants(runner)}
         for proc in leftover.values():
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()  # identity-checked: a reused PID is not ours and is not touched
-        psutil.wait_procs(list(leftover.values()), timeout=1.0)
-        _, alive = psutil.wait_procs([runner], timeout=SETTLE_WAIT)
+        _wait_gone(list(leftover.values()), 1.0)
+        alive = _wait_gone([runner], SETTLE_WAIT)
     if alive:
         try:
             runner.kill()
             out.write(f"Process {entry.pid} did not stop; sent SIGKILL.\n")
         except psutil.NoSuchProcess:
             pass
-        psutil.wait_procs([runner], timeout=1.0)
+        _wait_gone([runner], 1.0)
     else:
         out.write(f"Process {entry.pid} stopped.\n")
 

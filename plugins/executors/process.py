@@ -163,7 +163,8 @@ class ProcessExecutor:
         self._signal_workers(KILL_SIGNAL)
 
     def _signal_workers(self, signum: int) -> None:
-        for worker in list(getattr(self._pool, "_processes", {}).values()):
+        # After the pool shut down its process table is None: nothing left to signal.
+        for worker in list((getattr(self._pool, "_processes", None) or {}).values()):
             if worker.is_alive() and worker.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(worker.pid, signum)

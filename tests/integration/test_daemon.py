@@ -46,7 +46,7 @@ def sleeping_tasks(tmp_path: Path, count: int, seconds: float) -> Path:
 
 
 def parse_banner(stdout: str) -> Daemon:
-    pid = re.search(r"^Started parallelr daemon with PID (\d+)$", stdout, re.M)
+    pid = re.search(r"^Started parallelr daemon with PID (\d+)\b", stdout, re.M)
     main_log = re.search(r"^- Main Log: (\S+)$", stdout, re.M)
     summary = re.search(r"^- Summary: (\S+)$", stdout, re.M)
     assert pid and main_log and summary, stdout
