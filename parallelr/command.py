@@ -15,6 +15,7 @@ is reliable (backquotes, ``${...}``, arithmetic, here-documents) refuse placehol
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
@@ -70,6 +71,15 @@ def _env_names_tuple(value: Any) -> Tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _program_made_absolute(words: Tuple[_Word, ...]) -> Tuple[_Word, ...]:
+    """``./process.sh`` means the file beside the user, not in the task's working directory
+    (the workspace): a relative program path is resolved where parallelr was started, as
+    @TASK@ is. A bare name (``bash``) is still looked up in PATH."""
+    if words and type(words[0]) is str and os.sep in words[0] and not os.path.isabs(words[0]):
+        return (os.path.abspath(words[0]), *words[1:])
+    return words
+
+
 @attrs.frozen
 class CommandTemplate:
     """A ``-C`` command template; build it with :meth:`parse` (invalid templates raise CommandError)."""
@@ -98,7 +108,7 @@ class CommandTemplate:
             keys = [part[0] for part in script if not isinstance(part, str)]
         else:
             splitter = _WordSplitter(self.text, frozenset(self.env_names))
-            words = tuple(splitter.split())
+            words = _program_made_absolute(tuple(splitter.split()))
             warnings = tuple(splitter.warnings)
             keys = [part for word in words if not isinstance(word, str) for part in word if type(part) is int]
         object.__setattr__(self, "_words", words)

@@ -18,10 +18,12 @@ are returned, not printed: the CLI decides where they go.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import os
 import re
 import stat
+import time
 import typing
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
@@ -99,7 +101,40 @@ class OneOf:
         return "must be one of " + ", ".join(self.choices)
 
 
-Rule = typing.Union[Between, OneOf]
+@attrs.frozen
+class LogFormat:
+    """A logging format string that formats a real record (no unknown fields, no bad syntax)."""
+
+    def normalize(self, value: Any) -> Any:
+        return value
+
+    def problem(self, value: Any) -> Optional[str]:
+        record = logging.LogRecord("parallelr", logging.INFO, __file__, 1, "message", None, None)
+        try:
+            logging.Formatter(value).format(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"is not a usable logging format ({type(exc).__name__}: {exc})"
+        return None
+
+
+@attrs.frozen
+class FileNameTime:
+    """A strftime format that yields a file-name part (it names the log files)."""
+
+    def normalize(self, value: Any) -> Any:
+        return value
+
+    def problem(self, value: Any) -> Optional[str]:
+        try:
+            stamp = time.strftime(value)
+        except ValueError as exc:
+            return f"is not a usable time format ({exc})"
+        if not stamp or "/" in stamp or "\0" in stamp:
+            return "must give a non-empty file-name part without '/' (it names the log files)"
+        return None
+
+
+Rule = typing.Union[Between, OneOf, LogFormat, FileNameTime]
 
 
 def _check_setting(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -173,9 +208,11 @@ class LoggingSection:
     """Log level, formats, the file-name timestamp and log rotation."""
 
     level: str = setting("INFO", rule=OneOf(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")))
-    console_format: str = setting("%(asctime)s - %(levelname)s - %(message)s")
-    file_format: str = setting("%(asctime)s - %(name)s - %(levelname)s - [%(threadName)s] - %(message)s")
-    custom_date_format: str = setting("%d%b%y_%H%M%S")
+    console_format: str = setting("%(asctime)s - %(levelname)s - %(message)s", rule=LogFormat())
+    file_format: str = setting(
+        "%(asctime)s - %(name)s - %(levelname)s - [%(threadName)s] - %(message)s", rule=LogFormat()
+    )
+    custom_date_format: str = setting("%d%b%y_%H%M%S", rule=FileNameTime())
     max_log_size_mb: int = setting(10, rule=Between(1))
     backup_count: int = setting(5, rule=Between(0))
 

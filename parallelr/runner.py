@@ -22,7 +22,7 @@ from parallelr import __version__, daemon, manage
 from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, load_settings, settings_as_dict
 from parallelr.context import Config
-from parallelr.errors import NoTasksError
+from parallelr.errors import NoTasksError, ParallelrError
 from parallelr.model import ExecutionLimits, ResumePlan, RunInfo, RunPaths, Task
 from parallelr.pluginmanager import blocked_names, describe_plugins
 from parallelr.registry import Registry, entry_for_current_process
@@ -189,8 +189,13 @@ def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announce
     started = time.time()
     timestamp = time.strftime(settings.logging.custom_date_format, time.localtime(started))
     paths = _paths(config, pid, timestamp)
-    os.makedirs(paths.log_dir, exist_ok=True)
-    os.makedirs(paths.workspace, exist_ok=True)
+    for directory in (paths.log_dir, paths.workspace):
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise ParallelrError(
+                f"cannot create {directory}: {exc.strerror} (check HOME and its permissions)"
+            ) from None
     limits = settings.limits
     run_info = RunInfo(
         app_name=config.app_name,

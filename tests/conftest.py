@@ -261,8 +261,8 @@ def find_run_files(home: Path, app: str = "parallelr") -> RunFiles:
 
 @pytest.fixture
 def run_files(home: Path):
-    """``run_files(app="parallelr", home=None)`` → :class:`RunFiles` of the one run written under HOME
-    (the ``home`` fixture, or the HOME given when the test ran the CLI with another one)."""
+    """``run_files(app="parallelr")`` → :class:`RunFiles` of the one run written under the ``home``
+    fixture; pass ``home=PATH`` when the test ran the CLI with another HOME."""
 
     def find(app: str = "parallelr", home: Path = home) -> RunFiles:
         return find_run_files(home, app)

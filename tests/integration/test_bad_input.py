@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict
 
@@ -51,13 +53,16 @@ def test_missing_task_path(run_cli, tasks, home, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("filters", [[], ["--file-extension", "txt"]])
-def test_nothing_to_run_says_no_task_files_found(run_cli, tmp_path, home, filters):
+@pytest.mark.parametrize(
+    ("source", "filters"),
+    [("empty", []), ("empty", ["--file-extension", "txt"]), ("empty/*.txt", [])],
+)
+def test_nothing_to_run_says_no_task_files_found(run_cli, tmp_path, home, source, filters):
     (tmp_path / "empty").mkdir()
-    if filters:
+    if source != "empty" or filters:
         (tmp_path / "empty" / "only.sh").write_text("echo\n", encoding="utf-8")
 
-    result = run_cli(["-T", "empty", "-C", "bash @TASK@", "-r", *filters])
+    result = run_cli(["-T", source, "-C", "bash @TASK@", "-r", *filters])
 
     assert result.returncode != 0
     assert_one_error(result, result.returncode, "No task files found")
@@ -113,6 +118,44 @@ def test_nul_byte_in_arguments_file(run_cli, fake_programs, tmp_path, home):
     assert list(home.rglob("*")) == []
 
 
+@pytest.mark.parametrize(
+    "content",
+    [b"first \r\nsecond\r\n", b"\xef\xbb\xbffirst\nsecond\n", b"  first\t\n\n# comment\nsecond"],
+    ids=["crlf", "bom", "blanks-no-final-newline"],
+)
+def test_arguments_file_line_endings_and_bom_are_not_part_of_the_arguments(
+    run_cli, fake_programs, tmp_path, content
+):
+    fake_programs.add("recorder")
+    (tmp_path / "args.txt").write_bytes(content)
+
+    result = run_cli(["-A", "args.txt", "-C", "recorder @ARG@", "-r"], env=fake_programs.env)
+
+    assert result.returncode == 0, result.output
+    assert sorted(call["argv"] for call in fake_programs.calls()) == [["first"], ["second"]]
+
+
+def test_non_utf8_bytes_in_arguments_file_reach_the_program_unchanged(
+    home_env, run_files, fake_programs, tmp_path
+):
+    fake_programs.add("recorder")
+    (tmp_path / "args.txt").write_bytes(b"caf\xe9\nna\xefve\n")
+
+    # run_cli decodes the console strictly; the console echoes the raw bytes, so read it as bytes here
+    completed = subprocess.run(
+        [sys.executable, "-m", "parallelr", "-A", "args.txt", "-C", "recorder @ARG@", "-r"],
+        env={**home_env, **fake_programs.env}, cwd=str(tmp_path), capture_output=True, timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert b"Traceback" not in completed.stderr
+    received = sorted(call["argv"] for call in fake_programs.calls())
+    # the recorder decodes argv with surrogateescape: "\udce9" is the raw byte 0xe9
+    assert received == [["caf\udce9"], ["na\udcefve"]]
+    assert [row["status"] for row in run_files().rows] == ["SUCCESS", "SUCCESS"]
+
+
 def test_task_file_over_max_file_size(run_cli, tasks, home):
     big = tasks / "big.sh"
     big.write_bytes(b"#" * (1048576 + 1))
@@ -141,6 +184,40 @@ def test_bad_yaml_user_config(run_cli, user_config, tasks, home, text):
     assert not (home / "parallelr" / "logs").exists()
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("custom_date_format", "%Y/%m"),  # a "/" would put the log files into a missing directory
+        ("file_format", "%(no_such_field)s"),
+        ("console_format", "%(unclosed"),
+    ],
+)
+def test_unusable_logging_value_in_user_config_is_a_warning_and_falls_back(
+    run_cli, run_files, user_config, tasks, key, value
+):
+    """README: problems in the user config are warnings naming the key; the script value is used."""
+    user_config(f"logging:\n  {key}: {value!r}\n")
+
+    result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"])
+
+    assert "Logging error" not in result.stderr
+    warning = assert_one_error(result, 0, f"logging.{key}", "warning")
+    assert "Traceback" not in warning
+    files = run_files()  # the default file names (custom_date_format fell back)
+    assert [row["status"] for row in files.rows] == ["SUCCESS"]
+    assert "Task completed" in files.main_log.read_text(encoding="utf-8")
+
+
+def test_home_that_is_not_a_directory_is_one_error_line(run_cli, tasks, tmp_path):
+    home = tmp_path / "not-a-directory"
+    home.write_text("", encoding="utf-8")
+
+    result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"], env={"HOME": str(home)})
+
+    assert str(home) in assert_one_error(result, 1)
+    assert home.read_text(encoding="utf-8") == ""
+
+
 def test_wrong_type_in_user_config_is_a_warning_and_the_run_goes_on(
     run_cli, run_files, summary, user_config, tasks
 ):
@@ -160,6 +237,7 @@ def test_wrong_type_in_user_config_is_a_warning_and_the_run_goes_on(
     [
         (["--bogus"], "--bogus"),
         (["-S", "foo", "-A", "args.txt"], "foo"),
+        (["-E", "HOSTNAME"], "-A"),
         (["-m", "0"], "-m"),
         (["-m", "many"], "many"),
         (["-t", "0"], "-t"),

@@ -160,7 +160,9 @@ def test_arguments_only_ping_with_comments_and_blank_lines(run_cli, run_files, f
     assert {row["status"] for row in rows} == {"SUCCESS"}
 
 
-def test_arguments_only_ssh_gets_the_host_name_from_the_environment_variable(run_cli, fakes, files):
+def test_arguments_only_ssh_gets_the_host_name_from_the_environment_variable(
+    run_cli, run_files, fakes, files
+):
     argv = ["-A", "hostnames.txt", "-E", "HOSTNAME", "-C", "ssh $HOSTNAME uptime", "-r"]
 
     result = run_cli(argv, env=fakes.env)
@@ -169,6 +171,8 @@ def test_arguments_only_ssh_gets_the_host_name_from_the_environment_variable(run
     calls = fakes.calls("ssh")
     assert argvs(calls) == [[host, "uptime"] for host in HOSTS]
     assert sorted((call["env"]["HOSTNAME"], call["argv"][0]) for call in calls) == [(h, h) for h in HOSTS]
+    commands = sorted(row["command"] for row in run_files().rows)
+    assert commands == [f"HOSTNAME={host} ssh {host} uptime" for host in HOSTS]
 
 
 @pytest.mark.parametrize(

@@ -64,11 +64,48 @@ def test_spec_merge_example_user_values_override_only_what_they_name(run_cli, us
 def test_command_line_overrides_the_user_config(run_cli, user_config):
     user_config(SPEC_USER_CONFIG)
 
-    result = run_cli(["--show-config", "-m", "7", "-t", "30"])
+    result = run_cli(["--show-config", "-m", "7", "-t", "30", "-s", "0.5", "-d", "--enable-stop-limits"])
 
     assert result.returncode == 0, result.stderr
-    limits = effective_config(result.stdout)["limits"]
-    assert (limits["max_workers"], limits["timeout_seconds"]) == (7, 30)
+    effective = effective_config(result.stdout)
+    limits = effective["limits"]
+    assert (limits["max_workers"], limits["timeout_seconds"], limits["task_start_delay"]) == (7, 30, 0.5)
+    assert limits["stop_limits_enabled"] is True
+    assert effective["logging"]["level"] == "DEBUG"
+
+
+def test_show_config_lists_the_loaded_plugins(run_cli):
+    result = run_cli(["--show-config"])
+
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.split("Plugins:\n", 1)[1]
+    for name in BUILTIN_PLUGINS:
+        assert re.search(rf"^- {name}-\S+ \(built-in\)$", listed, re.M), name
+
+
+def test_user_values_are_converted_when_obvious(run_cli, user_config):
+    user_config(
+        'limits:\n  max_workers: "7"\n  task_start_delay: 1\nexecution:\n  workspace_isolation: "yes"\n'
+    )
+
+    result = run_cli(["--show-config"])
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    effective = effective_config(result.stdout)
+    assert (effective["limits"]["max_workers"], effective["limits"]["task_start_delay"]) == (7, 1.0)
+    assert effective["execution"]["workspace_isolation"] is True
+
+
+def test_unknown_user_key_is_a_warning_with_a_suggestion(run_cli, user_config):
+    user_config("limits:\n  max_worker: 5\n")
+
+    result = run_cli(["--show-config"])
+
+    assert result.returncode == 0
+    (warning,) = stderr_lines(result)
+    assert "did you mean limits.max_workers?" in warning
+    assert effective_config(result.stdout)["limits"]["max_workers"] == 20
 
 
 def test_user_max_workers_is_used_by_a_run(run_cli, run_files, summary, user_config, tasks):
@@ -107,6 +144,15 @@ def test_workers_above_the_maximum_are_capped_with_a_warning(
     assert "capped" in warning and "500" in warning and "100" in warning
     assert summary(result.stdout, "- Workers:") == "100"
     assert [row["status"] for row in run_files().rows] == ["SUCCESS", "SUCCESS"]
+
+
+def test_timeout_above_the_maximum_is_capped_with_a_warning(run_cli):
+    result = run_cli(["--show-config", "-t", "5000"])
+
+    assert result.returncode == 0
+    (warning,) = stderr_lines(result)
+    assert "capped" in warning and "5000" in warning and "3600" in warning
+    assert effective_config(result.stdout)["limits"]["timeout_seconds"] == 3600
 
 
 @pytest.mark.parametrize(

@@ -75,10 +75,15 @@ def test_several_paths_after_one_T_as_the_shell_expands_them(run_cli, tasks):
     assert dry_run_commands(result.stdout) == bash_lines([tasks["a.sh"], tasks["c.sh"]])
 
 
-@pytest.mark.parametrize("pattern", ["tasks/*.sh", "{tmp}/tasks/[ab].sh"])
-def test_quoted_glob_pattern_is_expanded_by_parallelr(run_cli, tasks, tmp_path, pattern):
-    expected = ["a.sh", "b.sh", "c.sh"] if "*" in pattern else ["a.sh", "b.sh"]
-
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("tasks/*.sh", ["a.sh", "b.sh", "c.sh"]),
+        ("{tmp}/tasks/[ab].sh", ["a.sh", "b.sh"]),
+        ("tasks/*", ["a.sh", "b.sh", "c.sh", "notes.txt"]),  # the sub-directory is not a task
+    ],
+)
+def test_quoted_glob_pattern_is_expanded_by_parallelr(run_cli, tasks, tmp_path, pattern, expected):
     result = run_cli(["-T", pattern.format(tmp=tmp_path), "-C", "bash @TASK@"])
 
     assert result.returncode == 0, result.stderr
@@ -101,6 +106,7 @@ def test_repeated_T_combines_directories_and_files(run_cli, tmp_path):
     ("extensions", "expected"),
     [
         ("txt", ["c.txt"]),
+        (".txt", ["c.txt"]),
         ("csv,tsv,txt", ["a.csv", "b.tsv", "c.txt"]),
     ],
 )
@@ -111,6 +117,15 @@ def test_file_extension_filter(run_cli, tmp_path, extensions, expected):
 
     assert result.returncode == 0, result.stderr
     assert dry_run_commands(result.stdout, "analyze") == [f"analyze {data[name]}" for name in expected]
+
+
+def test_a_source_that_yields_nothing_is_named_in_a_warning_and_the_rest_run(run_cli, tasks):
+    result = run_cli(["-T", "tasks/*.sh", "-T", "tasks/*.xyz", "-C", "bash @TASK@"])
+
+    assert result.returncode == 0, result.stderr
+    assert dry_run_commands(result.stdout) == bash_lines(tasks[name] for name in ("a.sh", "b.sh", "c.sh"))
+    (warning,) = result.stderr.strip().splitlines()
+    assert "tasks/*.xyz" in warning and "warning" in warning
 
 
 def test_duplicates_are_removed_and_the_list_is_sorted(run_cli, run_files, tasks, tmp_path):
@@ -174,3 +189,71 @@ def test_isolated_workspace_gives_each_worker_its_own_directory(
         assert os.path.realpath(recorded) == os.path.realpath(expected_dir)
     assert sorted(Path(row["task_file"]).name for row in files.rows) == sorted(tasks)
     assert list(workspace.glob("cwd_*")) == []  # nothing landed in the shared directory
+
+
+# -- the spec's "Basic Examples" -----------------------------------------------------------------
+
+
+@pytest.fixture
+def example_tree(tmp_path: Path, fake_programs) -> Path:
+    """The layout the spec's examples assume, in the directory parallelr is started from."""
+    make_files(tmp_path / "tasks", ["t1.py", "t2.py"], body="print('hello from a python task')\n")
+    make_files(tmp_path / "tasks", ["n1.txt", "n2.txt"], body="# data (and valid Python)\n")
+    make_files(tmp_path / "scripts", ["s1.sh", "s2.sh"], body="echo script\n")
+    make_files(tmp_path / "tests", ["t.sh"], body="echo test\n")
+    make_files(tmp_path, ["config.json"], body="{}\n")
+    make_files(tmp_path / "data", ["a.csv", "b.tsv", "c.txt", "d.log"], body="1\n")
+    process = make_files(tmp_path, ["process.sh"], body='#!/bin/sh\nexec process "$@"\n')["process.sh"]
+    process.chmod(0o755)
+    fake_programs.add("process", "analyze", "curl")
+    return tmp_path
+
+
+SPEC_EXAMPLES = {
+    "python3 with 5 workers": (
+        ["-T", "./tasks", "-C", "python3 @TASK@", "-r", "-m", "5"], {}, ["t1.py", "t2.py", "n1.txt", "n2.txt"]
+    ),
+    "only txt": (
+        ["-T", "./tasks", "--file-extension", "txt", "-C", "process @TASK@", "-r"],
+        {"process": ["tasks/n1.txt", "tasks/n2.txt"]}, ["n1.txt", "n2.txt"],
+    ),
+    "shell-expanded glob": (
+        ["-T", "./tasks/t1.py", "./tasks/t2.py", "-C", "python3 @TASK@", "-r"], {}, ["t1.py", "t2.py"]
+    ),
+    "several sources": (
+        ["-T", "./scripts", "-T", "./tests", "-T", "config.json", "-C", "process @TASK@", "-r"],
+        {"process": ["config.json", "scripts/s1.sh", "scripts/s2.sh", "tests/t.sh"]},
+        ["config.json", "s1.sh", "s2.sh", "t.sh"],
+    ),
+    "several extensions": (
+        ["-T", "./data", "--file-extension", "csv,tsv,txt", "-C", "analyze @TASK@", "-r"],
+        {"analyze": ["data/a.csv", "data/b.tsv", "data/c.txt"]}, ["a.csv", "b.tsv", "c.txt"],
+    ),
+    "bash with timeout": (
+        ["-T", "./scripts", "-C", "bash @TASK@", "-r", "-t", "600"], {}, ["s1.sh", "s2.sh"]
+    ),
+    "throttled curl": (
+        ["-T", "./tasks", "--file-extension", "txt", "-C", "curl @TASK@", "-r", "-s", "0.2"],
+        {"curl": ["tasks/n1.txt", "tasks/n2.txt"]}, ["n1.txt", "n2.txt"],
+    ),
+    "relative program without output log": (
+        ["-T", "./tasks", "--file-extension", "txt", "-C", "./process.sh @TASK@", "-r",
+         "--no-task-output-log"],
+        {"process": ["tasks/n1.txt", "tasks/n2.txt"]}, ["n1.txt", "n2.txt"],
+    ),
+}
+
+
+@pytest.mark.parametrize("example", sorted(SPEC_EXAMPLES))
+def test_spec_basic_examples_run(run_cli, run_files, fake_programs, example_tree, example):
+    argv, calls, task_names = SPEC_EXAMPLES[example]
+
+    result = run_cli(argv, env=fake_programs.env)
+
+    assert result.returncode == 0, result.output
+    rows = run_files().rows
+    assert sorted(Path(row["task_file"]).name for row in rows) == sorted(task_names)
+    assert {(row["status"], row["exit_code"]) for row in rows} == {("SUCCESS", "0")}
+    for program, paths in calls.items():
+        recorded = sorted(call["argv"] for call in fake_programs.calls(program))
+        assert recorded == [[str(example_tree / path)] for path in paths]

@@ -93,6 +93,9 @@ def test_a_run_writes_the_three_log_files_and_the_summary_names_them(
     assert summary(result.stdout, "Success Rate:") == "66.7%"
     assert "Parallel Task Execution Summary" in result.stdout
     assert summary(result.stdout, "- Stop Limits:") == "Disabled"
+    # a finished run removes its own line from the PID file
+    pid_file = home / "parallelr" / "pids" / "parallelr.pids"
+    assert str(files.pid) not in (pid_file.read_text().split() if pid_file.exists() else [])
 
 
 def test_main_log_records_the_run_in_the_spec_format(run_cli, run_files, task_dir):

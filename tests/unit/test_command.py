@@ -335,3 +335,11 @@ def test_parse_env_names_invalid_name(name):
 def test_parse_env_names_duplicate():
     with pytest.raises(UsageError, match=r"twice"):
         parse_env_names(["A,B", "A"])
+
+
+def test_relative_program_path_is_resolved_where_parallelr_starts(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = CommandTemplate.parse("./process.sh @TASK@").render("/t/a.txt", (), {})
+    assert argv == (str(tmp_path / "process.sh"), "/t/a.txt")
+    assert CommandTemplate.parse("bash @TASK@").render("/t/a.txt", (), {}) == ("bash", "/t/a.txt")
+    assert CommandTemplate.parse("bin/tool x").render(None, (), {}) == (str(tmp_path / "bin" / "tool"), "x")
