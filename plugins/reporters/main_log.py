@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 from typing import Optional
 
 from parallelr.hookspecs import hookimpl
@@ -17,6 +18,39 @@ from parallelr.report import summary_lines, task_label
 _handler: Optional[logging.Handler] = None
 _task_log = logging.getLogger("parallelr.main_log")
 _task_log.propagate = False  # task lines go to the file only, not to the console's stderr handler
+
+
+class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
+    """RotatingFileHandler that counts what it writes instead of asking the file system.
+
+    The stdlib handler stats the file, seeks to its end and formats each record twice to decide
+    whether to roll over: several system calls per log line, on the scheduler's thread. This
+    log has one writer (this run), so a count is exact enough (characters, not bytes: the file
+    rolls over at about max_log_size_mb).
+    """
+
+    def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
+        super().__init__(
+            filename, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8",
+            errors="backslashreplace",
+        )
+        self._written = os.path.getsize(filename) if os.path.exists(filename) else 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if 0 < self.maxBytes < self._written + len(line) and self._written:
+                self.doRollover()
+                self._written = 0
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(line)
+            self.flush()
+            self._written += len(line)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 class _ProcessName(logging.Filter):
@@ -35,10 +69,8 @@ class _ProcessName(logging.Filter):
 def parallelr_run_start(run: RunInfo) -> None:
     global _handler
     cfg = run.settings.logging
-    handler = logging.handlers.RotatingFileHandler(
-        run.paths.main_log, maxBytes=cfg.max_log_size_mb * 1024 * 1024, backupCount=cfg.backup_count,
-        encoding="utf-8", errors="backslashreplace",
-    )
+    max_bytes = cfg.max_log_size_mb * 1024 * 1024
+    handler = _CountingRotatingHandler(run.paths.main_log, max_bytes, cfg.backup_count)
     handler.setFormatter(logging.Formatter(cfg.file_format))
     handler.addFilter(_ProcessName(run.pid))
     handler.setLevel(cfg.level)
