@@ -1,0 +1,310 @@
+"""``parallelr runs list|show`` and ``parallelr dlq list|retry``: the journal from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence
+
+from parallelr.commands import Command
+from parallelr.errors import UsageError
+from parallelr.plugins.journal.processes import shown_state
+from parallelr.plugins.journal.records import JobRecord, RunRecord
+from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
+from parallelr.plugins.journal.schema import JOB_STATES
+from parallelr.plugins.journal.store import JournalStore, JournalUnavailable, journal_path
+from parallelr.plugins.journal.tables import iso_time, local_time, shorten, write_table
+
+ERROR_WIDTH = 60  # characters of a task's last error in a table (JSON has all of it)
+UNFINISHED_STATES = ("pending", "running", "failed", "timeout")  # counted as PENDING
+
+
+# -- shared -------------------------------------------------------------------------------------
+def _open(config: Any) -> Optional[JournalStore]:
+    """The journal, or None if no run was ever recorded (reading never creates it)."""
+    try:
+        return JournalStore.open(journal_path(config.settings, config.home), create=False)
+    except JournalUnavailable as exc:
+        raise exc.without_hint() from None
+
+
+def _path(config: Any) -> str:
+    return str(journal_path(config.settings, config.home))
+
+
+def _counts(store: JournalStore, run: RunRecord) -> Dict[str, int]:
+    counts = store.job_counts(run.id)
+    return {
+        "tasks": sum(counts.values()),
+        "succeeded": counts.get("succeeded", 0),
+        "failed": counts.get("dead", 0),
+        "cancelled": counts.get("cancelled", 0),
+        "pending": sum(counts.get(state, 0) for state in UNFINISHED_STATES),
+    }
+
+
+def _run_dict(store: JournalStore, run: RunRecord) -> Dict[str, Any]:
+    return {
+        "id": run.id, "app_name": run.app_name, "state": shown_state(run),
+        "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
+        "command": run.command, "exit_code": run.exit_code,
+        "pid": run.pid, "host": run.host, "resumes": run.resumes, "counts": _counts(store, run),
+        "states": store.job_counts(run.id),
+        "logs": {"main_log": run.main_log, "summary_csv": run.summary_csv, "output_log": run.output_log},
+    }
+
+
+def _find_run(store: Optional[JournalStore], wanted: str, config: Any) -> RunRecord:
+    run = None
+    if store is not None:
+        run = store.latest_run() if wanted == LAST else store.get_run(wanted)
+    if run is None:
+        what = "no run is recorded yet" if wanted == LAST else f"unknown run {wanted!r}"
+        raise UsageError(f"{what} (journal {_path(config)}); see '{config.app_name} runs list'")
+    return run
+
+
+def _job_dict(job: JobRecord) -> Dict[str, Any]:
+    data = job.as_dict()
+    for key in ("started_at", "ended_at"):
+        data[key] = iso_time(data[key])
+    return data
+
+
+def _write_json_lines(out: IO[str], head: str, items: Iterator[Dict[str, Any]], tail: str) -> None:
+    """A JSON document whose list is written item by item (a run may have 100,000 tasks)."""
+    out.write(head)
+    for number, item in enumerate(items):
+        out.write(("" if number == 0 else ",") + "\n  " + json.dumps(item, sort_keys=True))
+    out.write("\n" + tail + "\n")
+
+
+# -- runs ---------------------------------------------------------------------------------------
+def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="recorded runs, newest first")
+    listing.add_argument("--limit", type=int, default=20, metavar="N", help="show N runs (0: all; 20)")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    show = actions.add_parser("show", help="one run: its options and the state of every task")
+    show.add_argument("run_id", metavar="RUN_ID|last", help="a run ID from 'runs list', or last")
+    show.add_argument("--state", choices=JOB_STATES, action="append", metavar="STATE",
+                      help=f"only tasks in this state ({', '.join(JOB_STATES)}); repeatable")
+    show.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _runs(config: Any, out: IO[str] = sys.stdout) -> int:
+    options = config.options
+    store = _open(config)
+    try:
+        if options.action == "list":
+            return _runs_list(store, options, config, out)
+        return _runs_show(store, options, config, out)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _runs_list(store: Optional[JournalStore], options: Any, config: Any, out: IO[str]) -> int:
+    if options.limit < 0:
+        raise UsageError("--limit takes a number of runs, 0 for all")
+    runs = store.list_runs(options.limit or None) if store is not None else []
+    if options.json:
+        data = [_run_dict(store, run) for run in runs] if store is not None else []
+        out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return 0
+    if store is None or not runs:
+        out.write(f"No runs recorded yet (journal: {_path(config)})\n")
+        return 0
+    rows = []
+    for run in runs:
+        counts = _counts(store, run)
+        rows.append((
+            run.id, local_time(run.started_at), local_time(run.ended_at), shown_state(run), counts["tasks"],
+            counts["succeeded"], counts["failed"], counts["cancelled"], counts["pending"], run.command,
+        ))
+    write_table(out, ("RUN ID", "STARTED", "ENDED", "STATE", "TASKS", "SUCCEEDED", "FAILED", "CANCELLED",
+                      "PENDING", "COMMAND"), rows)
+    return 0
+
+
+def _runs_show(store: Optional[JournalStore], options: Any, config: Any, out: IO[str]) -> int:
+    run = _find_run(store, options.run_id, config)
+    assert store is not None
+    jobs = store.iter_jobs(run.id, states=options.state)
+    if options.json:
+        about = {"run": _run_dict(store, run), "options": dict(run.options)}
+        head = json.dumps(about, indent=2, sort_keys=True)
+        _write_json_lines(out, head[:-2] + ',\n  "tasks": [', (_job_dict(job) for job in jobs), "]}")
+        return 0
+    counts = _counts(store, run)
+    lines = [
+        f"Run ID:     {run.id}",
+        f"State:      {shown_state(run)}",
+        f"App:        {run.app_name}",
+        f"Started:    {local_time(run.started_at)}",
+        f"Ended:      {local_time(run.ended_at)}",
+        f"Runner:     PID {run.pid} on {run.host}",
+        f"Command:    {run.command}",
+        f"Exit code:  {'-' if run.exit_code is None else run.exit_code}",
+        f"Resumed:    {run.resumes} time(s)",
+        "Tasks:      {tasks} (succeeded {succeeded}, failed {failed}, cancelled {cancelled}, "
+        "pending {pending})".format(**counts),
+        f"Main log:   {run.main_log or '-'}",
+        f"Summary:    {run.summary_csv or '-'}",
+        f"Output:     {run.output_log or '-'}",
+        "Options:",
+    ]
+    for name in sorted(run.options):
+        value = run.options[name]
+        if not is_unset(value):
+            lines.append(f"  {name}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
+    out.write("\n".join(lines) + "\n\n")
+    rows = (
+        (job.position, job.id, job.state, job.attempts, job.exit_code, shorten(job.last_error, ERROR_WIDTH),
+         job.label)
+        for job in jobs
+    )
+    count = write_table(out, ("POS", "JOB", "STATE", "ATTEMPTS", "EXIT", "LAST ERROR", "TASK"), rows)
+    if count == 0:
+        out.write("(no tasks)\n")
+    return 0
+
+
+# -- dlq ----------------------------------------------------------------------------------------
+def _add_dlq_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="dead tasks: their last attempt failed")
+    listing.add_argument("--run", metavar="RUN_ID", help="only tasks of this run")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    retry = actions.add_parser("retry", help="run dead tasks again now, as a new attempt")
+    retry.add_argument("ids", nargs="*", type=int, metavar="JOB_ID", help="job IDs from 'dlq list'")
+    retry.add_argument("--all", action="store_true", help="every dead task (of --run, if given)")
+    retry.add_argument("--run", metavar="RUN_ID", help="only tasks of this run")
+
+
+def _dlq(config: Any, out: IO[str] = sys.stdout) -> int:
+    options = config.options
+    store = _open(config)
+    try:
+        if options.run:
+            options.run = _find_run(store, options.run, config).id
+        if options.action == "list":
+            return _dlq_list(store, options, out)
+        return _dlq_retry(store, options, config, out)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _dlq_list(store: Optional[JournalStore], options: Any, out: IO[str]) -> int:
+    jobs = store.dead_jobs(options.run) if store is not None else iter(())
+    if options.json:
+        _write_json_lines(out, "[", (_job_dict(job) for job in jobs), "]")
+        return 0
+    rows = (
+        (job.id, job.run_id or "-", job.attempts, job.last_status, shorten(job.last_error, ERROR_WIDTH),
+         job.label)
+        for job in jobs
+    )
+    first = next(rows, None)
+    if first is None:
+        out.write(f"No dead tasks{' in run ' + options.run if options.run else ''}.\n")
+        return 0
+    write_table(out, ("JOB", "RUN", "ATTEMPTS", "STATUS", "LAST ERROR", "TASK"), _prepend(first, rows))
+    return 0
+
+
+def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _selected_dead(store: Optional[JournalStore], options: Any, config: Any) -> List[JobRecord]:
+    if options.all and options.ids:
+        raise UsageError("dlq retry takes job IDs or --all, not both")
+    if not options.all and not options.ids:
+        raise UsageError(f"dlq retry needs job IDs or --all (see '{config.app_name} dlq list')")
+    if store is None:
+        if options.all:
+            return []
+        raise UsageError(f"no task with job ID {options.ids[0]} (journal {_path(config)} is empty)")
+    if options.all:
+        return list(store.dead_jobs(options.run))
+    found = {job.id: job for job in store.jobs_by_ids(options.ids)}
+    for job_id in options.ids:
+        job = found.get(job_id)
+        if job is None:
+            raise UsageError(f"no task with job ID {job_id}; see '{config.app_name} dlq list'")
+        if job.state != "dead":
+            raise UsageError(
+                f"job {job_id} is not a dead task (it is {job.state}); see '{config.app_name} dlq list'"
+            )
+        if options.run and job.run_id != options.run:
+            raise UsageError(f"job {job_id} is not a task of run {options.run}")
+        if job.run_id is None:
+            raise UsageError(f"job {job_id} belongs to a queue, not a run; a queue worker retries it")
+    return sorted(found.values(), key=lambda job: job.id)
+
+
+def resume_command(config: Any, run_id: str, only: str) -> List[str]:
+    """The run that retries jobs of ``run_id``: the same program, resuming only those jobs."""
+    preset = ["--preset", config.preset] if getattr(config, "preset", None) else []
+    return [sys.executable, "-m", "parallelr", *preset, "--resume", run_id, "--resume-only", only, "-r"]
+
+
+def _run_child(argv: Sequence[str]) -> int:
+    """Run it with our stdout/stderr (its output streams through) and environment."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    child = subprocess.Popen(list(argv))
+    try:
+        return child.wait()
+    except KeyboardInterrupt:  # Ctrl+C reached the child too: let it shut its tasks down
+        child.wait()
+        raise
+
+
+def _dlq_retry(store: Optional[JournalStore], options: Any, config: Any, out: IO[str]) -> int:
+    jobs = _selected_dead(store, options, config)
+    if not jobs:
+        out.write(f"No dead tasks{' in run ' + options.run if options.run else ''} to retry.\n")
+        return 0
+    assert store is not None
+    by_run: Dict[str, List[int]] = {}
+    for job in jobs:
+        by_run.setdefault(job.run_id or "", []).append(job.id)
+    for run_id in by_run:
+        run = store.get_run(run_id)
+        if run is not None:
+            check_not_running(run)
+    store.close()  # the retry runs write to it
+    for run_id, ids in by_run.items():
+        only = ONLY_DEAD if options.all else ",".join(str(job_id) for job_id in ids)
+        out.write(f"Retrying {len(ids)} dead task(s) of run {run_id}\n")
+        out.flush()
+        _run_child(resume_command(config, run_id, only))
+    after = JournalStore.open(store.path, create=False)
+    if after is None:
+        return 1
+    try:
+        states = {job.id: job.state for job in after.jobs_by_ids([job.id for job in jobs])}
+    finally:
+        after.close()
+    succeeded = sum(1 for state in states.values() if state == "succeeded")
+    failed = len(jobs) - succeeded
+    out.write(f"dlq retry: {succeeded} of {len(jobs)} task(s) succeeded, {failed} did not\n")
+    return 0 if failed == 0 else 1
+
+
+COMMANDS = {
+    "runs": Command(
+        name="runs", help="the runs recorded in the journal: runs list, runs show RUN_ID|last",
+        add_arguments=_add_runs_arguments, run=_runs,
+    ),
+    "dlq": Command(
+        name="dlq", help="dead tasks (their last attempt failed): dlq list, dlq retry JOB_ID...|--all",
+        add_arguments=_add_dlq_arguments, run=_dlq,
+    ),
+}

@@ -1,0 +1,128 @@
+"""Processes behind a stored run: is its runner alive, and which of its tasks outlived it?
+
+A runner is identified by PID *and* process start time (psutil ``create_time``) on a host: a PID
+alone may have been reused by an unrelated process since. A task's processes are recognised by
+the markers the core puts in every task's environment, ``PARALLELR_RUN_ID`` and
+``PARALLELR_TASK_INDEX``: the runner never reports a running task's PID to the scheduler thread
+(and a killed runner reports nothing), so the environment is what survives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from typing import List, Optional, Set
+
+import attrs
+import psutil
+
+from parallelr.plugins.journal.records import RunRecord
+from parallelr.registry import CREATE_TIME_TOLERANCE
+
+RUN_ID_VARIABLE = "PARALLELR_RUN_ID"
+TASK_INDEX_VARIABLE = "PARALLELR_TASK_INDEX"
+TERMINATE_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for a dead run's leftover tasks
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def own_create_time() -> Optional[float]:
+    try:
+        return psutil.Process(os.getpid()).create_time()
+    except psutil.Error:
+        return None
+
+
+def runner_alive(pid: Optional[int], create_time: Optional[float], host: Optional[str]) -> bool:
+    """True if the process that ran (or runs) a run is still that process.
+
+    A runner on another host cannot be checked from here and counts as alive (never resume a
+    run that may still be going somewhere else by mistake).
+    """
+    if host and host != this_host():
+        return True
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(pid)
+        if create_time is not None and abs(process.create_time() - create_time) > CREATE_TIME_TOLERANCE:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:  # exists, but not ours to inspect: assume it is that runner
+        return True
+
+
+def shown_state(run: RunRecord) -> str:
+    """The state to show: a ``running`` run whose runner is gone is ``crashed``."""
+    if run.state == "running" and not runner_alive(run.pid, run.create_time, run.host):
+        return "crashed"
+    return run.state
+
+
+@attrs.frozen
+class Leftovers:
+    """A dead run's task processes that are still alive, and the process groups they lead."""
+
+    processes: List[psutil.Process]
+    groups: Set[int]
+    tasks: Set[str] = attrs.field(factory=set)  # their PARALLELR_TASK_INDEX values
+
+
+def find_leftovers(run_id: str) -> Leftovers:
+    """This user's processes whose environment says they are tasks of run ``run_id``."""
+    me = os.getpid()
+    own_group = os.getpgid(0)
+    uid = os.getuid()
+    found: List[psutil.Process] = []
+    groups: Set[int] = set()
+    tasks: Set[str] = set()
+    for process in psutil.process_iter(["uids"]):
+        try:
+            uids = process.info["uids"]
+            if process.pid == me or uids is None or uids.real != uid:
+                continue
+            environ = process.environ()
+            if environ.get(RUN_ID_VARIABLE) != run_id:
+                continue
+            group = os.getpgid(process.pid)
+        except (psutil.Error, OSError):  # gone meanwhile, or not readable
+            continue
+        if group == own_group:  # never signal our own group (a resume started from a task)
+            continue
+        found.append(process)
+        tasks.add(environ.get(TASK_INDEX_VARIABLE, "?"))
+        # The core starts each task as the leader of its own group; only such a group is
+        # signalled as a whole. Without process groups, the processes are signalled one by one.
+        if group == process.pid:
+            groups.add(group)
+    return Leftovers(found, groups, tasks)
+
+
+def _signal(leftovers: Leftovers, signum: int) -> None:
+    for group in leftovers.groups:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signum)
+    for process in leftovers.processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(signum)
+
+
+def terminate(leftovers: Leftovers, grace: float = TERMINATE_GRACE) -> int:
+    """SIGTERM the leftovers (their whole groups), SIGKILL what is left after ``grace`` seconds.
+
+    Returns how many processes were found.
+    """
+    if not leftovers.processes:
+        return 0
+    _signal(leftovers, signal.SIGTERM)
+    _, alive = psutil.wait_procs(leftovers.processes, timeout=grace)
+    if alive:
+        _signal(Leftovers(alive, leftovers.groups), signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=1.0)
+    return len(leftovers.processes)
