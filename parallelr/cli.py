@@ -22,6 +22,7 @@ from parallelr.presets import Preset
 
 SEPARATORS = ("space", "whitespace", "tab", "comma", "semicolon", "pipe", "colon")
 KILL_ALL = "all"
+DEFAULT_EXECUTOR = "thread"
 
 log = logging.getLogger("parallelr")
 
@@ -72,6 +73,20 @@ def _prescan(argv: Sequence[str]) -> Tuple[Optional[str], List[str], List[str]]:
     return preset, long_specs, short_specs
 
 
+def _without_prescanned(argv: Sequence[str]) -> List[str]:
+    """argv less --preset/--plugin (and their values): what may start with a subcommand name."""
+    rest: List[str] = []
+    skip = False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item in ("--preset", "--plugin"):
+            skip = True
+        elif not item.startswith(("--preset=", "--plugin=")):
+            rest.append(item)
+    return rest
+
+
 def _known_presets(manager: Any) -> Dict[str, Preset]:
     presets: Dict[str, Preset] = {}
     for provided in manager.hook.parallelr_presets():
@@ -109,11 +124,19 @@ def _run_command(command: Command, argv: List[str], prog: str, manager: Any, pre
     return command.run(config)
 
 
-def build_parser(prog: str, preset: Optional[Preset], executors: Sequence[str], manager: Any) -> Parser:
+def build_parser(
+    prog: str, preset: Optional[Preset], executors: Sequence[str], manager: Any,
+    commands: Optional[Dict[str, Command]] = None,
+) -> Parser:
+    listing = "".join(
+        f"\n  {prog} {name} ...  {command.help}" for name, command in sorted((commands or {}).items())
+    )
     parser = Parser(
         prog=prog,
         description="Run many tasks in parallel with timeouts, stop limits, logs and a CSV summary.",
-        epilog="Without -r nothing runs: a dry run prints the commands. Docs: README.md, docs/.",
+        epilog=(f"commands:{listing}\n\n" if listing else "")
+        + "Without -r nothing runs: a dry run prints the commands. Docs: README.md, docs/.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         preset=preset.name if preset else None,
     )
     claims = set(preset.claims) if preset else set()
@@ -147,7 +170,7 @@ def build_parser(prog: str, preset: Optional[Preset], executors: Sequence[str], 
     run.add_argument("-t", "--timeout", type=int, metavar="N", help="task timeout in seconds (default 600)")
     run.add_argument("-s", "--sleep", type=float, metavar="N", help="seconds between task starts (0-60)")
     run.add_argument(
-        "--executor", choices=sorted(executors), default="thread", metavar="NAME",
+        "--executor", choices=sorted(executors), metavar="NAME",
         help=f"how tasks run: {', '.join(sorted(executors))} (default thread)",
     )
     run.add_argument(
@@ -248,17 +271,19 @@ def _main(argv: List[str], prog: str) -> int:
         apply_plugin_specs(manager, short_specs)
 
     commands = _commands(manager)
-    if argv and argv[0] in commands:
-        return _run_command(commands[argv[0]], argv[1:], prog, manager, preset)
+    rest = _without_prescanned(argv)
+    if rest and rest[0] in commands:
+        return _run_command(commands[rest[0]], rest[1:], prog, manager, preset)
     executors = _executors(manager)
     if not executors:
         raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")
-    parser = build_parser(prog, preset, list(executors), manager)
+    parser = build_parser(prog, preset, list(executors), manager, commands)
     options = parser.parse_args(argv)
     _normalize(options)
     config = Config(options, manager, preset=preset.name if preset else None,
                     app_name=preset.app_name if preset else "parallelr")
     manager.hook.parallelr_configure(config=config)
+    options.executor = options.executor or DEFAULT_EXECUTOR  # None until here: "not given"
 
     if options.version:
         return runner.show_version(config)

@@ -207,7 +207,8 @@ def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announce
         command_template=options.Command,
         executor=options.executor,
         workers=limits.max_workers,
-        task_count=tasks.count,
+        # a resumed run counts (and numbers) all its tasks, not only those it runs again
+        task_count=tasks.count if tasks.plan is None else tasks.count + sum(tasks.plan.previous.values()),
         options=dict(vars(options)),
         run_id=tasks.plan.run_id if tasks.plan is not None else new_run_id(started),
         resumed=tasks.plan is not None,

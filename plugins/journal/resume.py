@@ -31,7 +31,6 @@ RESTORED_OPTIONS = (
 )
 # Options that name the tasks: a resumed run runs the stored tasks, so these cannot be given again.
 TASK_OPTIONS = (("Command", "-C/--Command"), ("TasksDir", "-T/--TasksDir"), ("arguments_file", "-A"))
-DEFAULT_EXECUTOR = "thread"  # the core's --executor default: indistinguishable from "not given"
 
 
 def is_unset(value: Any) -> bool:
@@ -46,10 +45,7 @@ def restore_options(options: argparse.Namespace, stored: Dict[str, Any]) -> List
             continue
         current = getattr(options, name, None)
         value = stored[name]
-        if name == "executor":
-            if current not in (None, DEFAULT_EXECUTOR):
-                continue
-        elif not is_unset(current):
+        if not is_unset(current):  # given on this command line: it wins
             continue
         if name == "env_var" and isinstance(value, list):
             value = tuple(value)

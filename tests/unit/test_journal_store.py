@@ -378,7 +378,7 @@ def test_parse_only() -> None:
 def test_restore_options_fills_only_what_is_unset() -> None:
     options = argparse.Namespace(
         Command=None, TasksDir=[], arguments_file=None, env_var=(), max=5, timeout=None, retries=0,
-        executor="thread", shell=False,
+        executor=None, shell=False,
     )
     stored = {"Command": "bash @TASK@", "TasksDir": ["/t"], "env_var": ["HOSTNAME"], "max": 2, "timeout": 30,
               "retries": 3, "executor": "process", "shell": True, "run": True, "debug": True}
@@ -389,6 +389,9 @@ def test_restore_options_fills_only_what_is_unset() -> None:
     )
     assert (options.retries, options.executor, options.shell) == (0, "process", True)  # --retries 0 is kept
     assert not hasattr(options, "run")
+    explicit = argparse.Namespace(executor="thread")  # --executor thread given on the resume
+    assert restore_options(explicit, {"executor": "process"}) == []
+    assert explicit.executor == "thread"
 
 
 # -- liveness -------------------------------------------------------------------------------------
