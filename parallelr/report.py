@@ -6,9 +6,31 @@ The summary block's labels are part of COMPAT.md (scripts grep them); keep them 
 from __future__ import annotations
 
 import datetime
-from typing import List, Optional
+import logging
+from typing import Any, List, Optional
 
 from parallelr.model import RunInfo, RunSummary, Task
+
+
+class LineLogger:
+    """Hands records straight to one handler, for the per-task lines of a reporter.
+
+    ``Logger.info`` walks the logger hierarchy, looks up the calling frame and takes a lock per
+    handler for every line; a reporter writes two lines per task on the scheduler's thread, and
+    that dispatch cost several times the line itself. The records and formats are the same.
+    """
+
+    def __init__(self, name: str, handler: logging.Handler, level: int) -> None:
+        self.name = name
+        self.handler = handler
+        self.level = level
+
+    def enabled(self, levelno: int) -> bool:
+        return levelno >= self.level
+
+    def log(self, levelno: int, message: str, *args: Any) -> None:
+        if levelno >= self.level:
+            self.handler.handle(logging.LogRecord(self.name, levelno, __file__, 0, message, args, None))
 
 
 def iso_seconds(epoch: Optional[float]) -> str:

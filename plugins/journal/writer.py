@@ -60,20 +60,16 @@ class JournalWriter:
             self._thread.join(timeout)
 
     def _take(self, not_before: float) -> List[Any]:
-        """Block for one item; then gather what arrives until ``not_before`` (monotonic), unless
-        a flush or stop is waiting; then take everything else already queued."""
-        items = [self._queue.get()]
-        urgent = not isinstance(items[0], tuple)
-        while not urgent:
+        """Block for one item; if it is a record and the last commit was less than
+        COMMIT_INTERVAL ago, let more records gather until ``not_before`` (monotonic); then take
+        everything queued. Sleeping instead of waiting on the queue item by item means one
+        wake-up per commit, not one per task: the scheduler's thread keeps the GIL."""
+        first = self._queue.get()
+        if isinstance(first, tuple):
             remaining = not_before - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            items.append(item)
-            urgent = not isinstance(item, tuple)
+            if remaining > 0:
+                time.sleep(remaining)
+        items = [first]
         while True:
             try:
                 items.append(self._queue.get_nowait())

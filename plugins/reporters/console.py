@@ -9,9 +9,9 @@ from typing import Any, Optional
 
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
-from parallelr.report import summary_lines, task_label
+from parallelr.report import LineLogger, summary_lines, task_label
 
-_logger: Optional[logging.Logger] = None
+_lines: Optional[LineLogger] = None
 
 
 class _QuietStreamHandler(logging.StreamHandler):
@@ -28,56 +28,45 @@ def _counter(run: RunInfo, task: Task) -> str:
 
 @hookimpl
 def parallelr_run_start(run: RunInfo) -> None:
-    global _logger
-    logger = logging.getLogger("parallelr.console")
-    logger.propagate = False  # the main log writes its own task lines
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
+    global _lines
     handler = _QuietStreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter(run.settings.logging.console_format))
-    logger.addHandler(handler)
-    logger.setLevel(run.settings.logging.level)
-    _logger = logger
+    _lines = LineLogger("parallelr.console", handler, logging.getLevelName(run.settings.logging.level))
 
 
 @hookimpl
 def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
-    if _logger is not None and _logger.isEnabledFor(logging.INFO):
+    if _lines is not None and _lines.enabled(logging.INFO):
         again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
-        _logger.info(
-            "%s Worker %d: Starting task %s%s", _counter(run, task), worker_id, task_label(task), again
-        )
-
-
-@hookimpl
-def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
-    if _logger is None:
-        return
-    if result.status is TaskStatus.SUCCESS:
-        if _logger.isEnabledFor(logging.INFO):
-            _logger.info(
-                "%s Task completed: %s (%.2fs)", _counter(run, result.task), task_label(result.task),
-                result.duration,
-            )
-        return
-    _logger.warning(
-        "%s Task %s: %s: %s", _counter(run, result.task), result.status.value, task_label(result.task),
-        result.error_message or "no details",
-    )
+        _lines.log(logging.INFO, "%s Worker %d: Starting task %s%s", _counter(run, task), worker_id,
+                   task_label(task), again)
 
 
 @hookimpl
 def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
-    if _logger is not None:
-        _logger.warning(
-            "%s Task %s (attempt %d): %s: %s; retrying in %gs", _counter(run, result.task),
+    if _lines is not None:
+        _lines.log(
+            logging.WARNING, "%s Task %s (attempt %d): %s: %s; retrying in %gs", _counter(run, result.task),
             result.status.value, result.attempt, task_label(result.task), result.error_message, delay,
         )
 
 
 @hookimpl
+def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
+    if _lines is None:
+        return
+    if result.status is TaskStatus.SUCCESS:
+        if _lines.enabled(logging.INFO):
+            _lines.log(logging.INFO, "%s Task completed: %s (%.2fs)", _counter(run, result.task),
+                       task_label(result.task), result.duration)
+        return
+    _lines.log(logging.WARNING, "%s Task %s: %s: %s", _counter(run, result.task), result.status.value,
+               task_label(result.task), result.error_message or "no details")
+
+
+@hookimpl
 def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
-    global _logger
+    global _lines
     text = "\n".join(summary_lines(run, summary))
     stream: Any = sys.stdout
     try:
@@ -85,7 +74,4 @@ def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
         stream.flush()
     except (BrokenPipeError, ValueError):  # the console went away; the files keep the summary
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    if _logger is not None:
-        for handler in list(_logger.handlers):
-            _logger.removeHandler(handler)
-    _logger = None
+    _lines = None

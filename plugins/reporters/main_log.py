@@ -13,11 +13,10 @@ from typing import Optional
 
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
-from parallelr.report import summary_lines, task_label
+from parallelr.report import LineLogger, summary_lines, task_label
 
 _handler: Optional[logging.Handler] = None
-_task_log = logging.getLogger("parallelr.main_log")
-_task_log.propagate = False  # task lines go to the file only, not to the console's stderr handler
+_task_log: Optional[LineLogger] = None  # task lines go to the file only, not to the stderr handler
 
 
 class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
@@ -67,57 +66,58 @@ class _ProcessName(logging.Filter):
 
 @hookimpl
 def parallelr_run_start(run: RunInfo) -> None:
-    global _handler
+    global _handler, _task_log
     cfg = run.settings.logging
     max_bytes = cfg.max_log_size_mb * 1024 * 1024
     handler = _CountingRotatingHandler(run.paths.main_log, max_bytes, cfg.backup_count)
     handler.setFormatter(logging.Formatter(cfg.file_format))
     handler.addFilter(_ProcessName(run.pid))
     handler.setLevel(cfg.level)
-    logging.getLogger("parallelr").addHandler(handler)
-    _task_log.addHandler(handler)
-    _task_log.setLevel(cfg.level)
+    logging.getLogger("parallelr").addHandler(handler)  # the core's and plugins' messages too
     _handler = handler
-    _task_log.info(
-        "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
+    _task_log = LineLogger("parallelr.main_log", handler, logging.getLevelName(cfg.level))
+    _task_log.log(
+        logging.INFO, "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
         "?" if run.task_count is None else run.task_count, run.workers, run.executor, run.command_template,
     )
 
 
 @hookimpl
 def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
-    if _handler is not None and _task_log.isEnabledFor(logging.INFO):
+    if _task_log is not None and _task_log.enabled(logging.INFO):
         again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
-        _task_log.info("Worker %d: Starting task %s%s", worker_id, task_label(task), again)
-
-
-@hookimpl
-def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
-    if _handler is None:
-        return
-    if result.status is TaskStatus.SUCCESS:
-        if _task_log.isEnabledFor(logging.INFO):
-            _task_log.info("Task completed: %s (%.2fs)", task_label(result.task), result.duration)
-        return
-    _task_log.warning("Task %s: %s: %s", result.status.value, task_label(result.task), result.error_message)
+        _task_log.log(logging.INFO, "Worker %d: Starting task %s%s", worker_id, task_label(task), again)
 
 
 @hookimpl
 def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
-    if _handler is not None:
-        _task_log.warning(
-            "Task %s (attempt %d): %s: %s; retrying in %gs", result.status.value, result.attempt,
-            task_label(result.task), result.error_message, delay,
+    if _task_log is not None:
+        _task_log.log(
+            logging.WARNING, "Task %s (attempt %d): %s: %s; retrying in %gs", result.status.value,
+            result.attempt, task_label(result.task), result.error_message, delay,
         )
 
 
 @hookimpl
-def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
-    global _handler
-    if _handler is None:
+def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
+    if _task_log is None:
         return
-    _task_log.info("Run finished\n%s", "\n".join(summary_lines(run, summary)))
+    if result.status is TaskStatus.SUCCESS:
+        if _task_log.enabled(logging.INFO):
+            _task_log.log(
+                logging.INFO, "Task completed: %s (%.2fs)", task_label(result.task), result.duration
+            )
+        return
+    _task_log.log(logging.WARNING, "Task %s: %s: %s", result.status.value, task_label(result.task),
+                  result.error_message)
+
+
+@hookimpl
+def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
+    global _handler, _task_log
+    if _handler is None or _task_log is None:
+        return
+    _task_log.log(logging.INFO, "Run finished\n%s", "\n".join(summary_lines(run, summary)))
     logging.getLogger("parallelr").removeHandler(_handler)
-    _task_log.removeHandler(_handler)
     _handler.close()
-    _handler = None
+    _handler = _task_log = None
