@@ -26,17 +26,31 @@ import contextlib
 import os
 import resource
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
 import time
-from typing import Deque, List, Optional
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set
 
-import psutil
+if TYPE_CHECKING:
+    import psutil
 
 from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
 
 READ_CHUNK = 64 * 1024
+_psutil_module: Any = None
+
+
+def _psutil() -> Any:
+    """psutil, imported on first use: only tasks that outlive a sample interval or have to be
+    stopped need it, and importing it costs every run's start-up."""
+    global _psutil_module
+    if _psutil_module is None:
+        import psutil
+
+        _psutil_module = psutil
+    return _psutil_module
 # When members of a finished task's group must be waited for, the kernel offers no "group is
 # empty" event, so that rare path re-checks with a backoff between these bounds.
 _GROUP_POLL_MIN = 0.005
@@ -370,11 +384,11 @@ class _Supervisor:
         """SIGTERM the task (its group and escaped descendants); SIGKILL follows after grace."""
         if self.use_groups:
             try:
-                leader = psutil.Process(self.pid)
+                leader = _psutil().Process(self.pid)
                 self.escaped = [
                     child for child in leader.children(recursive=True) if _pgid_of(child.pid) != self.pid
                 ]
-            except psutil.Error:
+            except _psutil().Error:
                 self.escaped = []
         self._send(signal.SIGTERM)
         self.kill_at = time.monotonic() + self.limits.kill_grace
@@ -387,7 +401,7 @@ class _Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
         for proc in self.escaped:
-            with contextlib.suppress(psutil.Error):  # psutil checks the pid was not reused
+            with contextlib.suppress(_psutil().Error):  # psutil checks the pid was not reused
                 proc.send_signal(sig)
 
     def _kill_now(self) -> None:
@@ -398,12 +412,12 @@ class _Supervisor:
     def _sample(self) -> None:
         try:
             if self.sampled is None:
-                self.sampled = psutil.Process(self.pid)
+                self.sampled = _psutil().Process(self.pid)
             rss = self.sampled.memory_info().rss
             for child in self.sampled.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
+                with contextlib.suppress(_psutil().Error):
                     rss += child.memory_info().rss
-        except psutil.Error:
+        except _psutil().Error:
             return
         self.peak_rss = max(self.peak_rss, rss)
 
@@ -566,12 +580,41 @@ def _pgid_of(pid: int) -> Optional[int]:
 
 def _is_alive(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+        return proc.is_running() and proc.status() != _psutil().STATUS_ZOMBIE
+    except _psutil().Error:
         return False
 
 
 _base_environment: Optional[dict] = None
+# Per-task costs that need not be paid per task (each saves system calls on the hot path):
+_ready_dirs: Set[str] = set()  # working directories known to exist
+_executables: Dict[str, str] = {}  # program name -> its path in our PATH (found ones only)
+_devnull_fd = -1
+
+
+def _devnull() -> int:
+    """One /dev/null for every task's stdin, instead of an open and close per task."""
+    global _devnull_fd
+    if _devnull_fd < 0:
+        _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull_fd
+
+
+def _executable(task: Task) -> Optional[str]:
+    """The path of a bare program name, looked up in PATH once per run instead of once per
+    task (argv[0] is unchanged). None: let the spawn search (a path, or the task sets PATH)."""
+    program = task.argv[0]
+    if os.sep in program or any(name == "PATH" for name, _ in task.env):
+        return None
+    path = _executables.get(program)
+    if path is None:
+        path = shutil.which(program)
+        # not found (yet): the spawn reports it and the next task looks again; a relative PATH
+        # entry would resolve against our directory, not the task's: leave that to the spawn
+        if path is None or not os.path.isabs(path):
+            return None
+        _executables[program] = path
+    return path
 
 
 def _environment(task: Task, limits: ExecutionLimits) -> Optional[dict]:
@@ -601,16 +644,19 @@ def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
     cwd = limits.workdir(worker_id)
     start_time = time.time()
     started = time.monotonic()
-    try:
-        if not os.path.isdir(cwd):
+    if cwd not in _ready_dirs:
+        try:
             os.makedirs(cwd, exist_ok=True)
-    except OSError as exc:
-        return _error(task, worker_id, start_time, f"cannot create working directory {cwd}: {exc.strerror}")
+        except OSError as exc:
+            message = f"cannot create working directory {cwd}: {exc.strerror}"
+            return _error(task, worker_id, start_time, message)
+        _ready_dirs.add(cwd)
     rss_floor_kib = _reset_own_peak_rss()
     try:
         popen = subprocess.Popen(
             task.argv,
-            stdin=subprocess.DEVNULL,
+            executable=_executable(task),
+            stdin=_devnull(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
@@ -620,6 +666,7 @@ def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
             start_new_session=limits.use_process_groups,
         )
     except (OSError, ValueError) as exc:
+        _ready_dirs.discard(cwd)  # it may be the working directory that vanished
         return _error(task, worker_id, start_time, _spawn_error_message(exc, task.argv[0], cwd))
     try:
         supervisor = _Supervisor(popen, limits, started, rss_floor_kib)

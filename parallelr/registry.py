@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import attrs
-import psutil
 
 # create_time is derived from the boot time and clock ticks; allow for rounding only.
 CREATE_TIME_TOLERANCE = 0.05
@@ -49,6 +48,8 @@ class RunEntry:
 
     def is_alive(self) -> bool:
         """True only if PID is still *this* run: same start time, same owner, not a zombie."""
+        import psutil  # imported here: a plain run never verifies other PIDs
+
         try:
             process = psutil.Process(self.pid)
             if abs(process.create_time() - self.create_time) > CREATE_TIME_TOLERANCE:
@@ -143,14 +144,28 @@ class Registry:
         return None
 
 
+def own_create_time() -> float:
+    """This process's start time as psutil reports it (``Process().create_time()``), read from
+    /proc without importing psutil on every run's start-up path."""
+    try:
+        with open("/proc/self/stat", "rb") as stat_file:
+            fields = stat_file.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as system_stat:
+            boot = next(float(line.split()[1]) for line in system_stat if line.startswith(b"btime"))
+        return float(fields[19]) / os.sysconf("SC_CLK_TCK") + boot
+    except (OSError, ValueError, IndexError, StopIteration):
+        import psutil
+
+        return psutil.Process().create_time()
+
+
 def entry_for_current_process(
     app_name: str, started_at: float, main_log: str, summary_csv: str, output_log: Optional[str],
     run_id: Optional[str] = None, daemon: bool = False,
 ) -> RunEntry:
-    me = psutil.Process()
     return RunEntry(
-        pid=me.pid,
-        create_time=me.create_time(),
+        pid=os.getpid(),
+        create_time=own_create_time(),
         uid=os.getuid(),
         app_name=app_name,
         started_at=started_at,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sized
 import attrs
 import yaml
 
-from parallelr import __version__, daemon, manage
+from parallelr import __version__, daemon
 from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, load_settings, settings_as_dict
 from parallelr.context import Config
@@ -94,9 +93,11 @@ def run(config: Config, executors: Dict[str, Any]) -> int:
         return validate_config(config, loaded)
     if options.show_config:
         return show_config(config, loaded)
-    if options.list_workers:
-        return manage.list_workers(_registry(config))
-    if options.kill:
+    if options.list_workers or options.kill:
+        from parallelr import manage  # psutil and friends: only for these commands
+
+        if options.list_workers:
+            return manage.list_workers(_registry(config))
         return manage.kill(_registry(config), options.kill)
     return execute(config, executors[options.executor])
 
@@ -142,7 +143,7 @@ class _Tasks:
 
 def new_run_id(started: float) -> str:
     """Sortable and readable: ``20261123-103644-a1b2c3``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + os.urandom(3).hex()
 
 
 def _paths(config: Config, pid: int, timestamp: str) -> RunPaths:

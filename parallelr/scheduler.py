@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import heapq
 import logging
+import queue
 import time
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
@@ -194,6 +195,8 @@ class Scheduler:
         # Failed attempts waiting for their retry: (due, sequence, task). They hold no slot.
         self._retries: List[Tuple[float, int, Task, TaskResult]] = []
         self._retry_sequence = 0
+        self._done: queue.SimpleQueue[concurrent.futures.Future] = queue.SimpleQueue()
+        self.stop_request.future.add_done_callback(self._done.put)
 
     def _finish(self, result: TaskResult) -> None:
         self.summary.add(result)
@@ -254,21 +257,19 @@ class Scheduler:
                 worker_id = heapq.heappop(free_slots)
                 future = self.executor.submit(task, worker_id)
                 pending[future] = (task, worker_id)
+                future.add_done_callback(self._done.put)
                 self.hook.parallelr_task_start(run=self.run_info, task=task, worker_id=worker_id)
                 if self.start_delay:
                     next_start = time.monotonic() + self.start_delay
             if not pending and (self._stopping or (exhausted and not self._retries)):
                 break
-            done, _ = concurrent.futures.wait(
-                [*pending, self.stop_request.future],
-                timeout=self._wake_in(free_slots, next_start, exhausted),
-                return_when=concurrent.futures.FIRST_COMPLETED,
-            )
-            if self.stop_request.future in done and pending and not self._running_cancelled:
+            done = self._completed(self._wake_in(free_slots, next_start, exhausted))
+            if self.stop_request.reason is not None and pending and not self._running_cancelled:
                 self._running_cancelled = True
                 self.executor.shutdown(cancel=True)
+                done += self._completed(0.0)
             for future in done:
-                if future is self.stop_request.future:
+                if future is self.stop_request.future or future not in pending:
                     continue
                 task, worker_id = pending.pop(future)
                 self._settle(_result_of(future, task, worker_id))
@@ -277,6 +278,22 @@ class Scheduler:
         interrupted = self.stop_request.reason
         exit_code = exit_code_for(self.summary, self.stop_reason, self.stop_request)
         return self.summary.build(self.stop_reason, interrupted, exit_code)
+
+    def _completed(self, timeout: Optional[float]) -> List[concurrent.futures.Future]:
+        """Futures that completed (and the stop request, once it is made), waiting up to
+        ``timeout`` seconds (None: until one completes) for the first. Every future reports
+        itself through a done-callback into one queue: a wait costs one queue read, however many
+        tasks run, where concurrent.futures.wait locks and unlocks every pending future."""
+        done: List[concurrent.futures.Future] = []
+        try:
+            done.append(self._done.get(timeout=timeout) if timeout != 0.0 else self._done.get_nowait())
+        except queue.Empty:
+            return done
+        while True:
+            try:
+                done.append(self._done.get_nowait())
+            except queue.Empty:
+                return done
 
     def _wake_in(self, free_slots: List[int], next_start: float, exhausted: bool) -> Optional[float]:
         """How long the scheduler may sleep: until a task ends, or a start or retry is due."""

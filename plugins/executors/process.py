@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import multiprocessing
 import os
 import signal
 import sys
 import threading
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Optional, Set
 
 from parallelr import process as task_process
+from parallelr.futures import ResultFuture
 from parallelr.hookspecs import hookimpl
 from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
-from parallelr.plugins.executors.thread import ResultFuture
 
 SHUTDOWN_REASON = "Cancelled by shutdown"
 TERMINATED_REASON = "Cancelled: worker process received SIGTERM"
@@ -95,6 +93,8 @@ def run_in_worker(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskRe
 def _pool_context() -> Optional[Any]:
     if not sys.platform.startswith("linux"):
         return None
+    import multiprocessing  # only when this executor is chosen: it is heavy to import
+
     context = multiprocessing.get_context("forkserver")
     # The fork server imports these once; every worker forked from it starts with them loaded.
     # Only effective before the server starts; harmless afterwards.
@@ -124,7 +124,7 @@ class ProcessExecutor:
                 return ResultFuture.finished(TaskResult.cancelled(task, SHUTDOWN_REASON, worker_id))
             try:
                 inner = self._pool.submit(run_in_worker, task, worker_id, self.limits)
-            except (BrokenProcessPool, RuntimeError) as exc:
+            except (concurrent.futures.BrokenExecutor, RuntimeError) as exc:
                 return ResultFuture.finished(self._failure(task, worker_id, exc))
             self._in_pool.add(inner)
             inner.add_done_callback(self._in_pool.discard)

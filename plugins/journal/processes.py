@@ -13,11 +13,14 @@ import contextlib
 import os
 import signal
 import socket
-from typing import List, Optional, Set
+from typing import TYPE_CHECKING, List, Optional, Set
 
 import attrs
-import psutil
 
+if TYPE_CHECKING:
+    import psutil
+
+from parallelr import registry
 from parallelr.plugins.journal.records import RunRecord
 from parallelr.registry import CREATE_TIME_TOLERANCE
 
@@ -31,10 +34,7 @@ def this_host() -> str:
 
 
 def own_create_time() -> Optional[float]:
-    try:
-        return psutil.Process(os.getpid()).create_time()
-    except psutil.Error:
-        return None
+    return registry.own_create_time()  # the same figure as psutil's, without importing it
 
 
 def runner_alive(pid: Optional[int], create_time: Optional[float], host: Optional[str]) -> bool:
@@ -43,6 +43,8 @@ def runner_alive(pid: Optional[int], create_time: Optional[float], host: Optiona
     A runner on another host cannot be checked from here and counts as alive (never resume a
     run that may still be going somewhere else by mistake).
     """
+    import psutil  # only resume and run listings need it
+
     if host and host != this_host():
         return True
     if not pid:
@@ -76,6 +78,8 @@ class Leftovers:
 
 def find_leftovers(run_id: str) -> Leftovers:
     """This user's processes whose environment says they are tasks of run ``run_id``."""
+    import psutil  # only resume and run listings need it
+
     me = os.getpid()
     own_group = os.getpgid(0)
     uid = os.getuid()
@@ -105,6 +109,8 @@ def find_leftovers(run_id: str) -> Leftovers:
 
 
 def _signal(leftovers: Leftovers, signum: int) -> None:
+    import psutil  # only resume and run listings need it
+
     for group in leftovers.groups:
         with contextlib.suppress(OSError):
             os.killpg(group, signum)
@@ -118,6 +124,8 @@ def terminate(leftovers: Leftovers, grace: float = TERMINATE_GRACE) -> int:
 
     Returns how many processes were found.
     """
+    import psutil  # only resume and run listings need it
+
     if not leftovers.processes:
         return 0
     _signal(leftovers, signal.SIGTERM)

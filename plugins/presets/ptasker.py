@@ -6,7 +6,7 @@ config files (``ptasker.yaml``, falling back to parallelr's) and its own ``~/pta
 
 from __future__ import annotations
 
-import secrets
+import os
 import shlex
 from typing import Any, Dict
 
@@ -18,7 +18,7 @@ NAME = "ptasker"
 
 def new_project_id() -> str:
     """``parallelr_`` + 6 hex digits, as the old tool generated (e.g. ``parallelr_1a811c``)."""
-    return f"parallelr_{secrets.token_hex(3)}"
+    return f"parallelr_{os.urandom(3).hex()}"
 
 
 @hookimpl
