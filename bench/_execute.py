@@ -100,8 +100,13 @@ def run_once(variant: Variant, env: Dict[str, str], cwd: str, usage_path: str) -
         start = time.perf_counter()
         # Own session: on a timeout the whole tree the command started can be killed by its group id.
         child = subprocess.Popen(
-            variant.argv, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            cwd=cwd, env=env, start_new_session=True,
+            variant.argv,
+            stdin=stdin,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
         )
         try:
             _, stderr = child.communicate(timeout=RUN_TIMEOUT)

@@ -94,12 +94,18 @@ def find_tools(python: str, env: Dict[str, str], cwd: str, notes: List[str]) -> 
         notes.append("xargs not found: the parallelr/xargs ratios are n/a")
     parallel = find_gnu_parallel(notes)
     help_text = subprocess.run(
-        [*parallelr, "--help"], capture_output=True, text=True, env=env, cwd=cwd, check=False,
+        [*parallelr, "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
         timeout=PROBE_TIMEOUT,
     ).stdout
     # --executor is validated by argparse, so an unknown name fails fast even with --version.
     executors = [
-        name for name in ("thread", "process")
+        name
+        for name in ("thread", "process")
         if _succeeds([*parallelr, "--executor", name, "--version"], env, cwd)
     ]
     versions = {
@@ -139,8 +145,11 @@ def _memory_mb() -> Optional[int]:
 def _git_head(repo: str) -> Optional[str]:
     try:
         done = subprocess.run(
-            ["git", "-C", repo, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-            timeout=PROBE_TIMEOUT, check=False,
+            ["git", "-C", repo, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -75,18 +75,27 @@ class Setup:
         return self.lines_file(f"numbers-{count}.txt", [str(number) for number in range(1, count + 1)])
 
     def parallelr(
-        self, key: str, label: str, args_file: str, command: str, workers: int, *extra: str,
+        self,
+        key: str,
+        label: str,
+        args_file: str,
+        command: str,
+        workers: int,
+        *extra: str,
         measured: bool = False,
     ) -> Variant:
-        start = [self.tools.python, self.measure_script] if measured else [self.tools.python, "-m", "parallelr"]
+        start = (
+            [self.tools.python, self.measure_script] if measured else [self.tools.python, "-m", "parallelr"]
+        )
         argv = (*start, "-A", args_file, "-C", command, "-r", "-m", str(workers), *extra)
         return Variant(key=key, label=label, argv=argv, measures_usage=measured)
 
-    def xargs(self, key: str, args_file: str, workers: int, program: str) -> List[Variant]:
+    def xargs(self, key: str, args_file: str, workers: int, program: str, prefix: str = "") -> List[Variant]:
         if self.tools.xargs is None:
             return []
         argv = (self.tools.xargs, f"-P{workers}", "-n1", program)
-        return [Variant(key=key, label=f"xargs -P{workers} -n1 {program}", argv=argv, stdin_path=args_file)]
+        label = f"{prefix}xargs -P{workers} -n1 {program}"
+        return [Variant(key=key, label=label, argv=argv, stdin_path=args_file)]
 
     def gnu_parallel(self, key: str, args_file: str, workers: int, program: str) -> List[Variant]:
         if self.tools.parallel is None:
@@ -122,12 +131,22 @@ def overhead(setup: Setup) -> Workload:
         setup.parallelr("parallelr", f"parallelr -m 8 ({tasks} x true)", numbers, "true @ARG@", 8),
         *setup.xargs("xargs", numbers, 8, "true"),
         *setup.gnu_parallel("parallel", numbers, 8, "true"),
+        # One task: start-up and shutdown alone, so the per-task cost can be told from the fixed cost.
+        setup.parallelr("parallelr-one", "parallelr -m 8 (1 x true)", setup.numbers_file(1), "true @ARG@", 8),
     )
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
         figures = [at_most("parallelr / xargs", _ratio(stats, "parallelr", "xargs"), 1.5)]
         if "parallel" in stats:
             figures.append(Figure("parallelr / GNU parallel", _ratio(stats, "parallelr", "parallel")))
+        many, one = stats["parallelr"].wall_s, stats["parallelr-one"].wall_s
+        per_task = None if many is None or one is None else (many - one) / (tasks - 1) * 1000
+        figures.append(Figure("parallelr wall per task beyond the 1-task run", per_task, "ms"))
+        if "xargs" in stats:
+            xargs = stats["xargs"].wall_s
+            figures.append(
+                Figure("xargs wall per task", None if xargs is None else xargs / tasks * 1000, "ms")
+            )
         return figures
 
     return Workload("a", "overhead", {"tasks": tasks, "workers": 8}, variants, judge)
@@ -135,7 +154,9 @@ def overhead(setup: Setup) -> Workload:
 
 def _sleep_file(setup: Setup) -> str:
     sizes = setup.sizes
-    return setup.lines_file(f"sleep-{sizes.refill_tasks}.txt", [f"{sizes.refill_sleep:g}"] * sizes.refill_tasks)
+    return setup.lines_file(
+        f"sleep-{sizes.refill_tasks}.txt", [f"{sizes.refill_sleep:g}"] * sizes.refill_tasks
+    )
 
 
 def refill(setup: Setup) -> Workload:
@@ -160,7 +181,12 @@ def refill(setup: Setup) -> Workload:
             figures.append(Figure("parallelr / GNU parallel", _ratio(stats, "parallelr", "parallel")))
         return figures
 
-    params = {"tasks": sizes.refill_tasks, "workers": workers, "sleep_s": sizes.refill_sleep, "ideal_s": ideal}
+    params = {
+        "tasks": sizes.refill_tasks,
+        "workers": workers,
+        "sleep_s": sizes.refill_sleep,
+        "ideal_s": ideal,
+    }
     return Workload("b", "refill", params, variants, judge)
 
 
@@ -168,10 +194,12 @@ def scale(setup: Setup) -> Workload:
     small, large = setup.sizes.scale_tasks
     small_file, large_file = setup.numbers_file(small), setup.numbers_file(large)
     variants = (
-        setup.parallelr("parallelr-small", f"parallelr -m 8 ({small} x true)", small_file, "true @ARG@", 8,
-                        measured=True),
-        setup.parallelr("parallelr-large", f"parallelr -m 8 ({large} x true)", large_file, "true @ARG@", 8,
-                        measured=True),
+        setup.parallelr(
+            "parallelr-small", f"parallelr -m 8 ({small} x true)", small_file, "true @ARG@", 8, measured=True
+        ),
+        setup.parallelr(
+            "parallelr-large", f"parallelr -m 8 ({large} x true)", large_file, "true @ARG@", 8, measured=True
+        ),
         *setup.xargs("xargs-large", large_file, 8, "true"),
     )
 
@@ -213,17 +241,33 @@ def executors(setup: Setup) -> Workload:
     names = setup.tools.executors
     variants: List[Variant] = []
     for name in names:
-        variants.append(setup.parallelr(f"a-{name}", f"a: parallelr --executor {name}", numbers, "true @ARG@",
-                                        8, "--executor", name))
-    variants += setup.xargs("a-xargs", numbers, 8, "true")
+        variants.append(
+            setup.parallelr(
+                f"a-{name}", f"a: parallelr --executor {name}", numbers, "true @ARG@", 8, "--executor", name
+            )
+        )
+    variants += setup.xargs("a-xargs", numbers, 8, "true", "a: ")
     for name in names:
-        variants.append(setup.parallelr(f"b-{name}", f"b: parallelr --executor {name}", sleeps, "sleep @ARG@",
-                                        workers, "--executor", name))
-    variants += setup.xargs("b-xargs", sleeps, workers, "sleep")
+        variants.append(
+            setup.parallelr(
+                f"b-{name}",
+                f"b: parallelr --executor {name}",
+                sleeps,
+                "sleep @ARG@",
+                workers,
+                "--executor",
+                name,
+            )
+        )
+    variants += setup.xargs("b-xargs", sleeps, workers, "sleep", "b: ")
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
-        figures = [at_most(f"a: {name} / xargs", _ratio(stats, f"a-{name}", "a-xargs"), 1.5) for name in names]
-        figures += [at_most(f"b: {name} / xargs", _ratio(stats, f"b-{name}", "b-xargs"), 1.10) for name in names]
+        figures = [
+            at_most(f"a: {name} / xargs", _ratio(stats, f"a-{name}", "a-xargs"), 1.5) for name in names
+        ]
+        figures += [
+            at_most(f"b: {name} / xargs", _ratio(stats, f"b-{name}", "b-xargs"), 1.10) for name in names
+        ]
         return figures
 
     missing = [name for name in ("thread", "process") if name not in names]
@@ -240,7 +284,9 @@ def journal(setup: Setup) -> Workload:
         return Workload("f", "journal cost", {"tasks": tasks}, (), lambda stats: [], (note,))
     variants = (
         setup.parallelr("journal", f"parallelr -m 8 ({tasks} x true)", numbers, "true @ARG@", 8),
-        setup.parallelr("no-journal", "parallelr -m 8 --no-journal", numbers, "true @ARG@", 8, "--no-journal"),
+        setup.parallelr(
+            "no-journal", "parallelr -m 8 --no-journal", numbers, "true @ARG@", 8, "--no-journal"
+        ),
     )
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:

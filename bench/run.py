@@ -44,7 +44,9 @@ class Outcome:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and 1 repetition: a smoke run")
-    parser.add_argument("--reps", type=int, help=f"repetitions per command (default {DEFAULT_REPS}, --quick 1)")
+    parser.add_argument(
+        "--reps", type=int, help=f"repetitions per command (default {DEFAULT_REPS}, --quick 1)"
+    )
     parser.add_argument("--only", help=f"comma-separated workloads out of {','.join(BUILDERS)} (default all)")
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="folder for the JSON")
     parser.add_argument("--profile", action="store_true", help="profile workload a with py-spy and exit")
@@ -52,7 +54,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     options.reps = options.reps if options.reps is not None else (1 if options.quick else DEFAULT_REPS)
     if options.reps < 1:
         parser.error("--reps must be at least 1")
-    options.only = [key.strip() for key in options.only.split(",") if key.strip()] if options.only else list(BUILDERS)
+    options.only = (
+        [key.strip() for key in options.only.split(",") if key.strip()] if options.only else list(BUILDERS)
+    )
     unknown = [key for key in options.only if key not in BUILDERS]
     if unknown:
         parser.error(f"unknown workload(s) {','.join(unknown)}; choose from {','.join(BUILDERS)}")
@@ -108,12 +112,16 @@ def table(outcomes: Sequence[Outcome]) -> str:
             rows.append((name, variant.label, median, spread, "", ""))
             name = ""
         for figure in outcome.figures:
-            rows.append((name, figure.label, _format(figure.value, figure.unit), "", figure.target, _verdict(figure)))
+            rows.append(
+                (name, figure.label, _format(figure.value, figure.unit), "", figure.target, _verdict(figure))
+            )
             name = ""
         if not outcome.workload.variants:
             rows.append((name, "skipped (see notes)", "", "", "", ""))
     widths = [max(len(row[column]) for row in (header, *rows)) for column in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -125,14 +133,20 @@ def notes_of(outcomes: Sequence[Outcome], general: Sequence[str]) -> List[str]:
         for variant in outcome.workload.variants:
             failed = outcome.stats[variant.key].failed
             if failed is not None:
-                notes.append(f"{outcome.workload.key}: {variant.label} failed (exit {failed.exit_code}): "
-                             f"{failed.error or 'no message'}")
+                notes.append(
+                    f"{outcome.workload.key}: {variant.label} failed (exit {failed.exit_code}): "
+                    f"{failed.error or 'no message'}"
+                )
     return notes
 
 
 def report_json(
-    outcomes: Sequence[Outcome], options: argparse.Namespace, tools: Tools, machine: Dict[str, object],
-    notes: Sequence[str], started: datetime.datetime,
+    outcomes: Sequence[Outcome],
+    options: argparse.Namespace,
+    tools: Tools,
+    machine: Dict[str, object],
+    notes: Sequence[str],
+    started: datetime.datetime,
 ) -> Dict[str, object]:
     figures = [figure for outcome in outcomes for figure in outcome.figures if figure.target]
     return {
@@ -154,8 +168,11 @@ def report_json(
                 "params": outcome.workload.params,
                 "notes": list(outcome.workload.notes),
                 "variants": {
-                    variant.key: {"label": variant.label, "argv": list(variant.argv),
-                                  **outcome.stats[variant.key].as_json()}
+                    variant.key: {
+                        "label": variant.label,
+                        "argv": list(variant.argv),
+                        **outcome.stats[variant.key].as_json(),
+                    }
                     for variant in outcome.workload.variants
                 },
                 "figures": [attrs.asdict(figure) for figure in outcome.figures],
@@ -199,24 +216,40 @@ def _run(options: argparse.Namespace, started: datetime.datetime, scratch: str) 
     general_notes: List[str] = []
     tools = find_tools(sys.executable, env, cwd, general_notes)
     machine = machine_facts(REPO_DIR)
-    setup = Setup(tools=tools, sizes=QUICK if options.quick else FULL, files_dir=files,
-                  measure_script=os.path.join(BENCH_DIR, "_measure.py"))
+    setup = Setup(
+        tools=tools,
+        sizes=QUICK if options.quick else FULL,
+        files_dir=files,
+        measure_script=os.path.join(BENCH_DIR, "_measure.py"),
+    )
     if options.profile:
         os.makedirs(options.out, exist_ok=True)
         out_path = os.path.join(options.out, f"profile-a-{started.strftime('%Y-%m-%dT%H%M%S')}.txt")
         print(profile_overhead(setup, env, cwd, out_path))
         return 0
+    # Byte-compile parallelr as pip does on install: with PYTHONDONTWRITEBYTECODE set (as on this
+    # machine) every timed run would otherwise compile its sources again.
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", os.path.join(REPO_DIR, "parallelr"),
+         os.path.join(REPO_DIR, "plugins")],
+        capture_output=True, check=False,
+    )
     # One untimed run first, so the first timed command does not pay for cold caches alone.
-    subprocess.run([sys.executable, "-m", "parallelr", "--version"], cwd=cwd, env=env,
-                   capture_output=True, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "parallelr", "--version"], cwd=cwd, env=env, capture_output=True, check=False
+    )
     outcomes = []
     for key in options.only:
         workload = BUILDERS[key](setup)
-        progress(f"workload {key} ({workload.title}): {len(workload.variants)} commands x {options.reps} reps")
+        progress(
+            f"workload {key} ({workload.title}): {len(workload.variants)} commands x {options.reps} reps"
+        )
         outcomes.append(measure(workload, options.reps, env, cwd, os.path.join(scratch, "usage.json")))
     notes = notes_of(outcomes, general_notes)
-    print(f"parallelr benchmark ({'quick, ' if options.quick else ''}median of {options.reps} "
-          f"repetition{'s' if options.reps > 1 else ''}; {machine['nproc']} CPUs, {machine['host']})")
+    print(
+        f"parallelr benchmark ({'quick, ' if options.quick else ''}median of {options.reps} "
+        f"repetition{'s' if options.reps > 1 else ''}; {machine['nproc']} CPUs, {machine['host']})"
+    )
     print(table(outcomes))
     for note in notes:
         print(f"note: {note}")
