@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import json
 import os
 import re
@@ -12,14 +10,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import psutil
 import pytest
+from ops_support import SLEEPING_TASK, WaitUntil, none_running, registered_pids, task_processes, wait_ended
+from ops_support import read_csv as csv_rows
 
-WaitUntil = Callable[..., Any]
-
-SLEEPING_TASK = 'echo $$ > "{pids}/{name}.pid"\nsleep {seconds} &\necho $! > "{pids}/{name}.child"\nwait\n'
 HEADER = re.compile(r"^PID\s+Status\s+Start Time\s+Log File\s+Summary File\b", re.M)
 
 # Records every catchable signal it gets: proof that -k sent nothing at all.
@@ -54,45 +51,14 @@ def pid_file(home: Path) -> Path:
     return home / "parallelr" / "pids" / "parallelr.pids"
 
 
-def registered_pids(home: Path) -> List[int]:
-    path = pid_file(home)
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
 
 
-def csv_rows(path: Path) -> List[Dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle, delimiter=";"))
 
 
-def task_processes(tmp_path: Path, wait_until: WaitUntil, names: List[str]) -> List[psutil.Process]:
-    folder = tmp_path / "taskpids"
-    files = [folder / f"{name}.{kind}" for name in names for kind in ("pid", "child")]
-    wait_until(lambda: all(path.exists() and path.read_text().strip() for path in files), 15,
-               f"tasks {names} to start")
-    found = []
-    for path in files:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            found.append(psutil.Process(int(path.read_text())))
-    return found
 
 
-def none_running(procs: List[psutil.Process]) -> bool:
-    def running(proc: psutil.Process) -> bool:
-        try:
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-    return not any(running(proc) for proc in procs)
 
 
-def wait_ended(pid: int, timeout: float = 15) -> None:
-    try:
-        psutil.Process(pid).wait(timeout=timeout)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        pytest.fail(f"process {pid} still runs after {timeout}s")
 
 
 def alive(pid: int) -> bool:

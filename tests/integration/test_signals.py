@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import psutil
 import pytest
-
-WaitUntil = Callable[..., Any]
+from ops_support import WaitUntil, none_running, read_csv, task_processes
 
 # Each task records its own PID and that of a child it waits for: both must be gone at the end.
 SLEEPING_TASK = 'echo $$ > "{pids}/{name}.pid"\nsleep 30 &\necho $! > "{pids}/{name}.child"\nwait\n'
@@ -38,32 +36,12 @@ def write_tasks(tmp_path: Path, bodies: Dict[str, str]) -> Path:
     return tasks
 
 
-def task_processes(
-    tmp_path: Path, wait_until: WaitUntil, names: List[str], kinds: Tuple[str, ...] = ("pid", "child")
-) -> List[psutil.Process]:
-    folder = tmp_path / "taskpids"
-    files = [folder / f"{name}.{kind}" for name in names for kind in kinds]
-    wait_until(lambda: all(path.exists() and path.read_text().strip() for path in files), 20,
-               f"tasks {names} to start")
-    found = []
-    for path in files:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            found.append(psutil.Process(int(path.read_text())))
-    return found
 
 
 def started_names(tmp_path: Path) -> List[str]:
     return sorted(path.stem for path in (tmp_path / "taskpids").glob("*.pid"))
 
 
-def none_running(procs: List[psutil.Process]) -> bool:
-    def running(proc: psutil.Process) -> bool:
-        try:
-            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-    return not any(running(proc) for proc in procs)
 
 
 def csv_rows(home: Path) -> List[Dict[str, str]]:
@@ -72,9 +50,6 @@ def csv_rows(home: Path) -> List[Dict[str, str]]:
     return read_csv(summaries[0])
 
 
-def read_csv(path: Path) -> List[Dict[str, str]]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle, delimiter=";"))
 
 
 def start_run(janitor: Any, home: Path, tmp_path: Path, tasks: Path, *extra: str) -> subprocess.Popen:
