@@ -49,7 +49,9 @@ class ShutdownOnSignal:
         try:
             sys.stderr.write(f"{self.prog}: {text}\n")
             sys.stderr.flush()
-        except (OSError, ValueError):  # a closed or broken stderr must not stop the shutdown
+        # a closed or broken stderr, or one this thread was writing to when the signal came
+        # (a reentrant write), must not stop the shutdown
+        except (OSError, ValueError, RuntimeError):
             pass
 
     def _handle(self, signum: int, _frame: Any) -> None:

@@ -110,7 +110,8 @@ class ProcessExecutor:
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers, mp_context=_pool_context(), initializer=_init_worker
         )
-        self._lock = threading.Lock()
+        # reentrant: kill() may run in a signal handler while this thread holds the lock in submit()
+        self._lock = threading.RLock()
         self._closing = False
         self._in_pool: Set[concurrent.futures.Future] = set()
         for _ in range(max_workers):

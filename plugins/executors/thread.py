@@ -30,7 +30,8 @@ class ThreadExecutor:
     def __init__(self, max_workers: int, limits: ExecutionLimits) -> None:
         self.limits = limits
         self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        # reentrant: kill() may run in a signal handler while this thread holds the lock in submit()
+        self._lock = threading.RLock()
         self._closed = False
         self._threads: List[threading.Thread] = [
             threading.Thread(target=self._work, name=f"Worker_{slot}", daemon=True)
