@@ -221,8 +221,7 @@ def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announce
     ))
     try:
         config.hook.parallelr_run_planned(run=run_info, tasks=tasks)
-        announcer.started(_daemon_banner(config.app_name, paths, pid, run_info.run_id))
-        return _schedule(config, run_info, executor_factory, tasks)
+        return _schedule(config, run_info, executor_factory, tasks, announcer)
     finally:
         registry.unregister(pid)
 
@@ -237,7 +236,9 @@ def _daemon_banner(app_name: str, paths: RunPaths, pid: int, run_id: Optional[st
     )
 
 
-def _schedule(config: Config, run_info: RunInfo, executor_factory: Any, tasks: _Tasks) -> int:
+def _schedule(
+    config: Config, run_info: RunInfo, executor_factory: Any, tasks: _Tasks, announcer: daemon.Announcer
+) -> int:
     settings = config.settings
     limits = settings.limits
     advanced = settings.advanced
@@ -268,6 +269,8 @@ def _schedule(config: Config, run_info: RunInfo, executor_factory: Any, tasks: _
     kill_now = getattr(executor, "kill", None) or (lambda: executor.shutdown(cancel=True))
     with ShutdownOnSignal(stop_request, config.app_name, kill_now, ignore_hangup=config.options.daemon):
         hook.parallelr_run_start(run=run_info)
+        # Only now do the log files exist: the caller of -D may tail them at once.
+        announcer.started(_daemon_banner(config.app_name, run_info.paths, run_info.pid, run_info.run_id))
         try:
             summary = scheduler.run(tasks)
         finally:
