@@ -213,12 +213,10 @@ def test_kill_pid_stops_a_daemon_and_its_tasks(
 
 
 def test_kill_pid_escalates_when_tasks_ignore_sigterm(
-    tmp_path: Path, home: Path, janitor: Any, run_cli: Any, wait_until: WaitUntil
+    tmp_path: Path, home: Path, janitor: Any, run_cli: Any, wait_until: WaitUntil, user_config: Any
 ) -> None:
     # The run's own grace is long, so only -k's SIGKILL after its 3 s wait can end these tasks in time.
-    config = home / "parallelr" / "cfg"
-    config.mkdir(parents=True)
-    (config / "parallelr.yaml").write_text("execution:\n  kill_grace_seconds: 60\n")
+    user_config("execution:\n  kill_grace_seconds: 60\n")
     tasks = tmp_path / "tasks"
     make_tasks(tmp_path, 2, 30)
     for script in tasks.iterdir():

@@ -122,12 +122,10 @@ def test_sighup_stops_a_foreground_run(
 # -- the second signal: at once ---------------------------------------------------------------
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_second_sigint_kills_tasks_that_ignore_sigterm(
-    tmp_path: Path, home: Path, janitor: Any, wait_until: WaitUntil, executor: str
+    tmp_path: Path, home: Path, janitor: Any, wait_until: WaitUntil, executor: str, user_config: Any
 ) -> None:
     # A long grace: if the second SIGINT did not kill at once, the run would outlast the deadline.
-    config = home / "parallelr" / "cfg"
-    config.mkdir(parents=True)
-    (config / "parallelr.yaml").write_text("execution:\n  kill_grace_seconds: 60\n")
+    user_config("execution:\n  kill_grace_seconds: 60\n")
     tasks = make_tasks(tmp_path, 3, STUBBORN_TASK)
     run = start_run(janitor, home, tmp_path, tasks, "-m", "2", "--executor", executor)
     started = task_processes(tmp_path, wait_until, ["t1", "t2"])
