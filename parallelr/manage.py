@@ -13,6 +13,7 @@ from typing import IO, List, Optional
 import psutil
 
 from parallelr.errors import ParallelrError, UsageError
+from parallelr.process import is_running
 from parallelr.registry import Registry, RunEntry
 
 TERM_WAIT = 3.0  # seconds between SIGTERM and SIGKILL (COMPAT.md)
@@ -44,12 +45,7 @@ def _wait_gone(procs: List[psutil.Process], timeout: float) -> List[psutil.Proce
     parent, maybe init, reaps it in its own time). Returns the ones still running."""
 
     def running() -> List[psutil.Process]:
-        alive = []
-        for proc in procs:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-        return alive
+        return [proc for proc in procs if is_running(proc)]
 
     deadline = time.monotonic() + timeout
     alive = running()

@@ -475,7 +475,7 @@ class _Supervisor:
         """True when nothing of the task is left alive (zombies do not count)."""
         if self.use_groups and _group_exists(self.pid) and _live_group_members(self.pid):
             return False
-        return not any(_is_alive(proc) for proc in self.escaped)
+        return not any(is_running(proc) for proc in self.escaped)
 
     def _settle_group_and_drain(self) -> None:
         """Members of the group still running after the leader exited are ours: they had their
@@ -578,7 +578,8 @@ def _pgid_of(pid: int) -> Optional[int]:
         return None
 
 
-def _is_alive(proc: psutil.Process) -> bool:
+def is_running(proc: psutil.Process) -> bool:
+    """True while ``proc`` runs; a zombie (it runs nothing) and a vanished process do not."""
     try:
         return proc.is_running() and proc.status() != _psutil().STATUS_ZOMBIE
     except _psutil().Error:
