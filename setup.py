@@ -31,7 +31,8 @@ setup(
     },
     package_data={"parallelr.cfg": ["*.yaml"]},
     install_requires=["attrs>=21.3", "pluggy>=1.0", "PyYAML>=5.4", "psutil>=5.8"],
-    extras_require={"test": ["pytest>=7", "ruff>=0.4", "wheel"]},
+    # setuptools and wheel: the example-plugin tests build a package offline, without isolation
+    extras_require={"test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel"]},
     entry_points={
         "console_scripts": [
             "parallelr = parallelr.cli:main",

@@ -118,7 +118,7 @@ def _run_command(command: Command, argv: List[str], prog: str, manager: Any, pre
     options = parser.parse_args(argv)
     config = Config(options, manager, preset=preset.name if preset else None,
                     app_name=preset.app_name if preset else "parallelr")
-    runner.setup_console_logging(config.app_name)
+    runner.setup_console_logging()
     for warning in runner.load(config).warnings:
         logging.getLogger("parallelr").warning("%s", warning)
     return command.run(config)

@@ -6,6 +6,8 @@ stderr and exits with :attr:`ParallelrError.exit_code`.
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class ParallelrError(Exception):
     """A problem the user can fix; the message names it and, where possible, the fix."""
@@ -32,10 +34,12 @@ class SourceError(ParallelrError):
 
 
 class NoTasksError(SourceError):
-    """Sources found nothing to run. The message is the exact COMPAT string."""
+    """Sources found nothing to run. The message starts with the exact COMPAT string."""
 
-    def __init__(self, detail: str = "") -> None:
-        message = "No task files found"
+    def __init__(self, detail: str = "", extensions: Optional[str] = None) -> None:
+        message = "No task files found in specified paths"
+        if extensions:
+            message = f"{message} matching extensions: {extensions}"
         if detail:
-            message = f"{message}: {detail}"
+            message = f"{message} ({detail})"
         super().__init__(message)

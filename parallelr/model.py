@@ -56,6 +56,9 @@ class Task:
     shell: bool = False  # argv is ("/bin/sh", "-c", script): the user asked for a shell
     index: int = 0
     attempt: int = 1  # 1 for the first run; the scheduler sets 2, 3, ... for retries
+    # The task file whose size is checked against ExecutionLimits.max_file_size just before the
+    # task starts: a file that is too large fails as that task (ERROR), not the whole run.
+    task_file: Optional[str] = None
 
     @argv.validator
     def _check_argv(self, _attribute: Any, value: Tuple[str, ...]) -> None:
@@ -93,6 +96,7 @@ class ExecutionLimits:
     # Set in every task's environment as PARALLELR_RUN_ID, with PARALLELR_TASK_INDEX: the task
     # knows where it belongs, and a resume finds a dead run's leftover processes by it.
     run_id: Optional[str] = None
+    max_file_size: Optional[int] = None  # bytes a Task.task_file may have (advanced.max_file_size)
 
     def workdir(self, worker_id: int) -> str:
         """The working directory of a task run in worker slot ``worker_id``."""

@@ -634,6 +634,20 @@ def _environment(task: Task, limits: ExecutionLimits) -> Optional[dict]:
     return env
 
 
+def _task_file_refusal(path: str, max_file_size: int) -> Optional[str]:
+    """Why the task file must not run (too large, unreadable), or None when it may."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        return f"cannot read task file {path}: {exc.strerror}"
+    if size > max_file_size:
+        return (
+            f"task file is too large: {path} is {size} bytes, the limit (advanced.max_file_size) is "
+            f"{max_file_size} bytes"
+        )
+    return None
+
+
 # -- the entry point --------------------------------------------------------------------------
 def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
     """Run ``task`` in worker slot ``worker_id`` under ``limits`` and say what happened.
@@ -645,6 +659,10 @@ def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
     cwd = limits.workdir(worker_id)
     start_time = time.time()
     started = time.monotonic()
+    if task.task_file is not None and limits.max_file_size is not None:
+        refusal = _task_file_refusal(task.task_file, limits.max_file_size)
+        if refusal is not None:
+            return _error(task, worker_id, start_time, refusal)
     if cwd not in _ready_dirs:
         try:
             os.makedirs(cwd, exist_ok=True)

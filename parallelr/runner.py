@@ -17,7 +17,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sized
 import attrs
 import yaml
 
-from parallelr import __version__, daemon
+from parallelr import __version__, console, daemon
 from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, load_settings, settings_as_dict
 from parallelr.context import Config
@@ -31,30 +31,9 @@ from parallelr.signals import ShutdownOnSignal
 log = logging.getLogger("parallelr")
 
 
-class _StderrFormatter(logging.Formatter):
-    """``parallelr: warning: ...``: the same shape as the CLI's error lines."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__()
-        self.prog = prog
-
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}"
-
-
-def setup_console_logging(prog: str) -> None:
-    """Warnings and errors of the core and plugins go to stderr, one line each."""
-    root = logging.getLogger("parallelr")
-    for handler in list(root.handlers):
-        if getattr(handler, "_parallelr_stderr", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
-    handler.setFormatter(_StderrFormatter(prog))
-    handler._parallelr_stderr = True  # type: ignore[attr-defined]
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
+def setup_console_logging() -> None:
+    """The console log on stdout in the default format until the settings are loaded."""
+    console.setup_console_logging()
 
 
 def _overrides(options: Any) -> Dict[str, Any]:
@@ -77,12 +56,12 @@ def load(config: Config) -> LoadedSettings:
     loaded = load_settings(config.app_name, overrides=_overrides(config.options))
     config.settings = loaded.settings
     logging.getLogger("parallelr").setLevel(loaded.settings.logging.level)
+    console.setup_console_logging(loaded.settings.logging.console_format)
     return loaded
 
 
 def run(config: Config, executors: Dict[str, Any]) -> int:
-    prog = config.app_name
-    setup_console_logging(prog)
+    setup_console_logging()
     options = config.options
     loaded = load(config)
     for warning in loaded.warnings:
@@ -167,20 +146,35 @@ def execute(config: Config, executor_factory: Any) -> int:
     template = CommandTemplate.parse(options.Command, options.env_var, shell=options.shell)
     for warning in template.operator_warnings():
         log.warning("%s", warning)
+    log.info("Starting parallel execution")
     tasks = _collect(config)
     if tasks.plan is not None:
         print(f"Resuming run {tasks.plan.run_id}: {tasks.count} task(s) to run again")
     elif options.arguments_file and tasks.count is not None:
         print(f"Created {tasks.count} tasks")
+    log.info("Executing %s tasks with %d workers", "?" if tasks.count is None else tasks.count,
+             config.settings.limits.max_workers)
     if not options.run:
         return dry_run(tasks)
     # Everything above ran in the foreground, so a bad input is reported before detaching.
+    if options.daemon:
+        _announce_daemon(config)
     announcer = daemon.Announcer(daemon.daemonize() if options.daemon else None)
     try:
         return _run_for_real(config, executor_factory, tasks, announcer)
     except BaseException as exc:
         announcer.failed(str(exc) or type(exc).__name__)
         raise
+
+
+def _announce_daemon(config: Config) -> None:
+    """The old tool's lines before it detached; the PID and log paths follow once it runs."""
+    options = config.options
+    print(f"Starting {config.app_name} as daemon...")
+    print(f"Task paths: {' '.join(options.TasksDir) if options.TasksDir else '(none)'}")
+    if options.arguments_file:
+        print(f"Arguments file: {options.arguments_file}")
+    sys.stdout.flush()
 
 
 def _run_for_real(config: Config, executor_factory: Any, tasks: _Tasks, announcer: daemon.Announcer) -> int:
@@ -251,6 +245,7 @@ def _schedule(
         use_process_groups=settings.execution.use_process_groups,
         kill_grace=settings.execution.kill_grace_seconds,
         run_id=run_info.run_id,
+        max_file_size=advanced.max_file_size,
     )
     pool_size = limits.max_workers if tasks.count is None else max(1, min(limits.max_workers, tasks.count))
     executor = executor_factory(pool_size, execution_limits)

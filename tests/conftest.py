@@ -22,6 +22,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A console-log line on stdout, in the default logging.console_format.
+CONSOLE_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - ([A-Z]+) - (.*)")
+
+
 @attrs.frozen
 class CliResult:
     returncode: int
@@ -31,6 +35,22 @@ class CliResult:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+    @property
+    def console(self) -> List[tuple]:
+        """``(LEVEL, message)`` of every console-log line on stdout, in order."""
+        matches = (CONSOLE_LINE.fullmatch(line) for line in self.stdout.splitlines())
+        return [(match.group(1), match.group(2)) for match in matches if match]
+
+    @property
+    def warnings(self) -> List[str]:
+        """The messages of the console's WARNING lines."""
+        return [message for level, message in self.console if level == "WARNING"]
+
+    @property
+    def plain_lines(self) -> List[str]:
+        """stdout's lines that are not console-log lines (dry-run commands, the summary, ...)."""
+        return [line for line in self.stdout.splitlines() if not CONSOLE_LINE.fullmatch(line)]
 
 
 def cli_env(home: Path, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -127,6 +127,8 @@ class JobRecord:
             argv=self.argv, source=self.source, env=self.env, arguments=self.arguments,
             line_number=self.line_number, shell=self.shell, index=self.position or 0,
             attempt=self.attempts + 1,
+            # a task of -T files (no line number) is its file: its size is checked again
+            task_file=self.source if self.line_number is None else None,
         )
 
     @property

@@ -7,18 +7,12 @@ import os
 import sys
 from typing import Any, Optional
 
+from parallelr.console import ConsoleHandler
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
 from parallelr.report import LineLogger, summary_lines, task_label
 
 _lines: Optional[LineLogger] = None
-
-
-class _QuietStreamHandler(logging.StreamHandler):
-    """A console that went away (``| head``, a closed terminal) must not stop the run."""
-
-    def handleError(self, record: logging.LogRecord) -> None:
-        self.setStream(open(os.devnull, "w"))
 
 
 def _counter(run: RunInfo, task: Task) -> str:
@@ -29,8 +23,7 @@ def _counter(run: RunInfo, task: Task) -> str:
 @hookimpl
 def parallelr_run_start(run: RunInfo) -> None:
     global _lines
-    handler = _QuietStreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(run.settings.logging.console_format))
+    handler = ConsoleHandler(run.settings.logging.console_format)
     _lines = LineLogger("parallelr.console", handler, logging.getLevelName(run.settings.logging.level))
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import attrs
 
 from parallelr.command import CommandTemplate, check_argv
-from parallelr.errors import CommandError, SourceError
+from parallelr.errors import CommandError, ParallelrError, SourceError
 from parallelr.hookspecs import hookimpl
 from parallelr.model import Task
 
@@ -92,7 +92,10 @@ class ArgumentsPlan:
         """The columns, -E environment and argv of a line, after every check."""
         where = f"line {number} of {self.path}"
         if "\0" in line:
-            raise CommandError(f"{where} contains a NUL byte, which no command argument can hold: remove it")
+            raise CommandError(
+                f"validation failed: {where} contains a null byte (NUL), which no command argument can "
+                "hold: remove it"
+            )
         columns = split_columns(line, self.separator)
         if len(self.env_names) > len(columns):
             raise SourceError(
@@ -239,16 +242,30 @@ def _check_all_lines(plan: ArgumentsPlan) -> int:
     count = 0
     wider_lines = 0  # lines with more columns than -E names: one warning for the whole file
     first_wider: Tuple[int, int] = (0, 0)
+    lines_by_width: Dict[int, List[int]] = {}
+    first_error: Optional[ParallelrError] = None
     try:
         for number, line in argument_lines(plan.path):
-            columns = plan.check_line(number, line)[0]
             count += 1
+            if plan.separator is not None:
+                lines_by_width.setdefault(len(split_columns(line, plan.separator)), []).append(number)
+            if first_error is not None:
+                continue  # only the widths still matter: they decide which error is reported
+            try:
+                columns = plan.check_line(number, line)[0]
+            except ParallelrError as error:
+                first_error = error
+                continue
             if plan.env_names and len(columns) > len(plan.env_names):
                 wider_lines += 1
                 if wider_lines == 1:
                     first_wider = (number, len(columns))
     except OSError as error:
         raise SourceError(f"cannot read arguments file {plan.path}: {error.strerror}") from None
+    if len(lines_by_width) > 1:
+        raise SourceError(_inconsistent_counts(plan.path, lines_by_width))
+    if first_error is not None:
+        raise first_error
     if count == 0:
         raise SourceError(
             f"arguments file is empty (no arguments, only comments or blank lines): {plan.path}"
@@ -265,3 +282,19 @@ def _check_all_lines(plan: ArgumentsPlan) -> int:
             columns,
         )
     return count
+
+
+_LISTED_LINES = 10  # line numbers named per column count; a huge file must still give one line
+
+
+def _inconsistent_counts(path: str, lines_by_width: Dict[int, List[int]]) -> str:
+    """``Inconsistent argument counts in F: 3 argument(s): lines 1, 3; 2 argument(s): lines 2``."""
+    groups = []
+    for width, numbers in sorted(lines_by_width.items(), key=lambda item: (item[1][0], item[0])):
+        listed = ", ".join(str(number) for number in numbers[:_LISTED_LINES])
+        more = f" and {len(numbers) - _LISTED_LINES} more" if len(numbers) > _LISTED_LINES else ""
+        groups.append(f"{width} argument(s): lines {listed}{more}")
+    return (
+        f"Inconsistent argument counts in {path}: {'; '.join(groups)} "
+        "(every line must split into the same number of columns)"
+    )

@@ -30,19 +30,19 @@ def parallelr_collect_tasks(config: Any) -> Optional[List[Task]]:
     template = CommandTemplate.parse(options.Command, (), shell=shell)
     if not template.uses_task:
         logger.warning("the command has no @TASK@ placeholder: every task runs the same command")
-    paths = find_task_files(
-        options.TasksDir, getattr(options, "file_extension", None), config.settings.advanced.max_file_size
-    )
+    paths = find_task_files(options.TasksDir, getattr(options, "file_extension", None))
     max_argument_length = config.settings.security.max_argument_length
     tasks = []
     for path in paths:
         argv = template.render(path, (), {})
         check_argv(argv, max_argument_length)
-        tasks.append(Task(argv=argv, source=path, shell=shell))
+        # Its size (advanced.max_file_size) is checked when it is about to run: a file that is
+        # too large fails as that task, the others run (the old tool's behaviour).
+        tasks.append(Task(argv=argv, source=path, shell=shell, task_file=path))
     return tasks
 
 
-def find_task_files(entries: Iterable[str], file_extension: Optional[str], max_file_size: int) -> List[str]:
+def find_task_files(entries: Iterable[str], file_extension: Optional[str]) -> List[str]:
     """The absolute, de-duplicated, sorted task files of the -T entries, after the extension filter."""
     suffixes = parse_extensions(file_extension)
     entries = list(entries)
@@ -53,11 +53,8 @@ def find_task_files(entries: Iterable[str], file_extension: Optional[str], max_f
             logger.warning("-T %s yields no task files%s", entry, _filter_note(file_extension))
         found.update(matches)
     if not found:
-        raise NoTasksError(f"-T {' '.join(entries)}{_filter_note(file_extension)}")
-    paths = sorted(found)
-    for path in paths:
-        _check_size(path, max_file_size)
-    return paths
+        raise NoTasksError(f"-T {' '.join(entries)}", extensions=file_extension)
+    return sorted(found)
 
 
 def parse_extensions(file_extension: Optional[str]) -> Optional[Set[str]]:
@@ -87,8 +84,9 @@ def _entry_files(entry: str) -> List[str]:
         return _directory_files(entry)
     if os.path.isfile(entry):
         return [os.path.abspath(entry)]
-    if os.path.exists(entry):
-        raise SourceError(f"task path is not a regular file or a directory: {entry}")
+    if os.path.exists(entry):  # a device, FIFO or socket: no task, as in a directory
+        logger.warning("-T %s is not a regular file or a directory: skipped", entry)
+        return []
     if _GLOB_CHARACTERS.intersection(entry):
         return [os.path.abspath(path) for path in glob.glob(entry) if os.path.isfile(path)]
     if os.path.islink(entry):
@@ -104,15 +102,3 @@ def _directory_files(directory: str) -> List[str]:
             return [os.path.join(absolute, item.name) for item in listing if item.is_file()]
     except OSError as error:
         raise SourceError(f"cannot read task directory {directory}: {error.strerror}") from None
-
-
-def _check_size(path: str, max_file_size: int) -> None:
-    try:
-        size = os.stat(path).st_size
-    except OSError as error:
-        raise SourceError(f"cannot read task file {path}: {error.strerror}") from None
-    if size > max_file_size:
-        raise SourceError(
-            f"task file is too large: {path} is {size} bytes, the limit (advanced.max_file_size) is "
-            f"{max_file_size} bytes"
-        )

@@ -22,6 +22,16 @@ def snapshot(directory: Path) -> Dict[str, bytes]:
             for p in sorted(directory.rglob("*")) if "home" not in p.relative_to(directory).parts}
 
 
+def assert_one_warning(result, exit_code: int, *words: str) -> str:
+    """The run went on (``exit_code``) with exactly one console WARNING line on stdout, nothing on stderr."""
+    assert result.returncode == exit_code, result.output
+    assert result.stderr == ""
+    assert len(result.warnings) == 1, result.stdout
+    for word in words:
+        assert word in result.warnings[0], (word, result.warnings[0])
+    return result.warnings[0]
+
+
 def assert_one_error(result, exit_code: int, *words: str) -> str:
     assert result.returncode == exit_code, result.output
     assert "Traceback" not in result.stderr
@@ -113,7 +123,8 @@ def test_nul_byte_in_arguments_file(run_cli, fake_programs, tmp_path, home):
 
     result = run_cli(["-A", "args.txt", "-C", "recorder @ARG@", "-r"], env=fake_programs.env)
 
-    assert "line 2" in assert_one_error(result, 1, "NUL")
+    line = assert_one_error(result, 1, "validation failed", "null byte")
+    assert f"line 2 of {tmp_path / 'args.txt'}" in line
     assert fake_programs.calls() == []  # not even the good lines
     assert list(home.rglob("*")) == []
 
@@ -156,14 +167,25 @@ def test_non_utf8_bytes_in_arguments_file_reach_the_program_unchanged(
     assert [row["status"] for row in run_files().rows] == ["SUCCESS", "SUCCESS"]
 
 
-def test_task_file_over_max_file_size(run_cli, tasks, home):
+def test_task_file_over_max_file_size_fails_as_that_task_and_the_others_run(
+    run_cli, run_files, summary, tasks
+):
     big = tasks / "big.sh"
     big.write_bytes(b"#" * (1048576 + 1))
 
     result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"])
 
-    assert str(big) in assert_one_error(result, 1, "max_file_size")
-    assert list(home.rglob("*")) == []
+    assert result.returncode == 1, result.output
+    assert result.stderr == ""
+    rows = {row["task_file"]: row for row in run_files().rows}
+    assert (rows[str(big)]["status"], rows[str(big)]["process_id"]) == ("ERROR", "")
+    assert rows[str(big)]["error_message"] == (
+        f"task file is too large: {big} is 1048577 bytes, the limit (advanced.max_file_size) is 1048576 bytes"
+    )
+    assert rows[str(tasks / "a.sh")]["status"] == "SUCCESS"
+    assert summary(result.stdout, "Total Tasks:") == "2"
+    assert summary(result.stdout, "Completed Successfully:") == "1"
+    assert summary(result.stdout, "Failed:") == "1"
 
 
 @pytest.mark.parametrize(
@@ -200,9 +222,9 @@ def test_unusable_logging_value_in_user_config_is_a_warning_and_falls_back(
 
     result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"])
 
-    assert "Logging error" not in result.stderr
-    warning = assert_one_error(result, 0, f"logging.{key}", "warning")
-    assert "Traceback" not in warning
+    assert "Logging error" not in result.output
+    assert "Traceback" not in result.output
+    assert_one_warning(result, 0, f"logging.{key}")
     files = run_files()  # the default file names (custom_date_format fell back)
     assert [row["status"] for row in files.rows] == ["SUCCESS"]
     assert "Task completed" in files.main_log.read_text(encoding="utf-8")
@@ -226,7 +248,7 @@ def test_wrong_type_in_user_config_is_a_warning_and_the_run_goes_on(
     result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"])
 
     assert result.returncode == 0, result.output
-    warning = assert_one_error(result, 0, "limits.max_workers", "warning")
+    warning = assert_one_warning(result, 0, "limits.max_workers")
     assert "many" in warning
     assert summary(result.stdout, "- Workers:") == "20"  # fell back to the script value
     assert [row["status"] for row in run_files().rows] == ["SUCCESS"]

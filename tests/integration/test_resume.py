@@ -133,7 +133,10 @@ def test_resume_dry_run_lists_what_did_not_succeed(tmp_path, run_cli) -> None:
 
     dry = run_cli(["--resume", "last"])
     assert dry.returncode == 0, dry.output
-    lines = dry.stdout.splitlines()
+    assert dry.console == [
+        ("INFO", "Starting parallel execution"), ("INFO", "Executing 2 tasks with 20 workers"),
+    ]
+    lines = dry.plain_lines
     assert lines[0].startswith("Resuming run ") and lines[0].endswith(": 2 task(s) to run again")
     assert lines[1:] == [
         "DRY RUN MODE - nothing is executed; add -r to run these commands:",

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from parallelr import process
 from parallelr.command import CommandTemplate
 from parallelr.errors import CommandError, SourceError
+from parallelr.model import ExecutionLimits, TaskStatus
 from parallelr.plugins.sources import arguments_file, task_files
 
 try:
@@ -167,8 +169,17 @@ def test_max_file_size_for_task_files_and_templates(tmp_path):
     limit = settings().advanced.max_file_size
     big = tmp_path / "big.sh"
     big.write_bytes(b"#" * (limit + 1))
-    with pytest.raises(SourceError, match=f"{big} is {limit + 1} bytes.* {limit} bytes"):
-        task_files.parallelr_collect_tasks(make_config(TasksDir=[str(big)], Command="bash @TASK@"))
+    marker = tmp_path / "ran"
+    big.write_bytes(b"touch " + str(marker).encode() + b"\n" + b"#" * limit)
+    (task,) = task_files.parallelr_collect_tasks(make_config(TasksDir=[str(big)], Command="bash @TASK@"))
+    limits = ExecutionLimits(timeout=10, workspace=str(tmp_path / "ws"), runner_pid=os.getpid(),
+                             max_file_size=limit)
+    result = process.run_task(task, 1, limits)  # refused as the task is about to start: it never runs
+    assert result.status is TaskStatus.ERROR
+    assert f"{big} is {big.stat().st_size} bytes, the limit (advanced.max_file_size) is {limit} bytes" in (
+        result.error_message
+    )
+    assert not marker.exists()
     args = write_lines(tmp_path / "args.txt", ["a"])
     config = make_config(TasksDir=[str(big)], arguments_file=str(args), Command="bash @TASK@ @ARG@")
     with pytest.raises(SourceError, match=r"template file is too large"):
@@ -178,7 +189,7 @@ def test_max_file_size_for_task_files_and_templates(tmp_path):
 def test_nul_byte_never_reaches_a_process(tmp_path):
     args = tmp_path / "args.txt"
     args.write_bytes(b"ok\n$(touch pwned)\x00\n")
-    with pytest.raises(CommandError, match=r"NUL byte"):
+    with pytest.raises(CommandError, match=r"^validation failed: line 2 .* null byte"):
         arguments_file.parallelr_collect_tasks(make_config(arguments_file=str(args), Command="echo @ARG@"))
 
 

@@ -341,3 +341,27 @@ def test_waiting_does_not_spin(tmp_path: Path, pid_file: Path) -> None:
     assert result.status is TaskStatus.SUCCESS
     assert result.duration >= 1.0
     assert cpu_used < 0.3
+
+
+def test_task_file_over_max_file_size_fails_as_that_task_before_its_command_starts(tmp_path):
+    marker = tmp_path / "ran"
+    big = tmp_path / "big.sh"
+    big.write_text("x" * 2049)
+    task = Task(argv=["touch", str(marker)], source=str(big), task_file=str(big))
+    result = process.run_task(task, 1, limits_for(tmp_path, max_file_size=2048))
+    assert result.status is TaskStatus.ERROR
+    assert result.error_message == (
+        f"task file is too large: {big} is 2049 bytes, the limit (advanced.max_file_size) is 2048 bytes"
+    )
+    assert result.pid is None and not marker.exists()
+    big.write_text("x" * 2048)  # at the limit: it runs
+    assert process.run_task(task, 1, limits_for(tmp_path, max_file_size=2048)).status is TaskStatus.SUCCESS
+    assert marker.exists()
+
+
+def test_task_file_that_vanished_before_it_runs_is_an_error(tmp_path):
+    gone = tmp_path / "gone.sh"
+    task = Task(argv=["true"], source=str(gone), task_file=str(gone))
+    result = process.run_task(task, 1, limits_for(tmp_path, max_file_size=2048))
+    assert result.status is TaskStatus.ERROR
+    assert result.error_message == f"cannot read task file {gone}: No such file or directory"

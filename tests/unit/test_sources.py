@@ -145,9 +145,9 @@ def test_file_extension_filter_applies_to_explicit_files(tmp_path):
 def test_filter_that_keeps_nothing_is_no_tasks(tmp_path):
     d = tmp_path / "d"
     files(d, "a.txt")
-    with pytest.raises(NoTasksError, match=r"^No task files found") as caught:
+    with pytest.raises(NoTasksError) as caught:
         collect_files(tasks_dir=[d], file_extension="csv")
-    assert "--file-extension csv" in str(caught.value)
+    assert str(caught.value) == f"No task files found in specified paths matching extensions: csv (-T {d})"
 
 
 def test_empty_file_extension_is_an_error(tmp_path):
@@ -177,15 +177,24 @@ def test_empty_directory_is_no_tasks(tmp_path):
         collect_files(tasks_dir=[tmp_path / "empty"])
 
 
-def test_file_over_max_file_size_is_an_error(tmp_path):
+def test_file_over_max_file_size_is_a_task_whose_size_is_checked_when_it_runs(tmp_path):
     small = files(tmp_path, "small.sh", content="x" * 2048)[0]
     big = files(tmp_path, "big.sh", content="x" * 2049)[0]
-    with pytest.raises(SourceError) as caught:
-        collect_files(tasks_dir=[small, big], max_file_size=2048)
-    assert str(caught.value) == (
-        f"task file is too large: {big} is 2049 bytes, the limit (advanced.max_file_size) is 2048 bytes"
-    )
-    assert [t.source for t in collect_files(tasks_dir=[small], max_file_size=2048)] == [small]
+    tasks = collect_files(tasks_dir=[small, big], max_file_size=2048)
+    assert [(t.source, t.task_file) for t in tasks] == [(big, big), (small, small)]
+
+
+def test_device_given_with_t_contributes_no_task(tmp_path, caplog):
+    paths = files(tmp_path, "a.sh")
+    with caplog.at_level(logging.WARNING, logger="parallelr.sources"):
+        tasks = collect_files(tasks_dir=[os.devnull, paths[0]])
+    assert [t.source for t in tasks] == paths
+    assert f"-T {os.devnull} is not a regular file or a directory: skipped" in [
+        r.getMessage() for r in caplog.records
+    ]
+    with pytest.raises(NoTasksError) as caught:
+        collect_files(tasks_dir=[os.devnull])
+    assert str(caught.value) == f"No task files found in specified paths (-T {os.devnull})"
 
 
 def test_unreadable_directory_is_an_error(tmp_path, monkeypatch):
@@ -395,29 +404,50 @@ def test_several_env_names_take_the_columns(tmp_path):
 
 
 def test_more_env_names_than_columns_is_a_mismatch_error(tmp_path):
-    args = write_args(tmp_path, "a,b\nc\n")
-    with pytest.raises(SourceError, match=r"mismatch") as caught:
+    args = write_args(tmp_path, "a\nc\n")
+    with pytest.raises(SourceError, match=r"^mismatch") as caught:
         collect_arguments(args_file=args, separator="comma", env_var=["X", "Y"], command="p $X")
-    assert f"line 2 of {args}" in str(caught.value)
+    assert f"line 1 of {args} has 1 columns" in str(caught.value)
 
 
 def test_fewer_env_names_than_columns_warns_once(tmp_path, caplog):
-    args = write_args(tmp_path, "a,b\nc,d,e\nf\ng,h\n")
+    args = write_args(tmp_path, "a,b\nc,d\n\ng,h\n")
     with caplog.at_level(logging.WARNING, logger="parallelr.sources"):
         tasks = collect_arguments(args_file=args, separator="comma", env_var=["X"], command="p $X")
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1
     assert "mismatch" in messages[0]
     assert "3 lines" in messages[0] and "line 1" in messages[0]
-    assert [t.env for t in tasks] == [(("X", "a"),), (("X", "c"),), (("X", "f"),), (("X", "g"),)]
+    assert [t.env for t in tasks] == [(("X", "a"),), (("X", "c"),), (("X", "g"),)]
+
+
+def test_lines_with_different_column_counts_are_refused_with_their_line_numbers(tmp_path):
+    args = write_args(tmp_path, "a,b,c\nd,e\n# note\nf,g,h\n")
+    with pytest.raises(SourceError) as caught:
+        # the count check comes first, before the -E and placeholder checks of each line
+        collect_arguments(args_file=args, separator="comma", env_var=["X", "Y", "Z"], command="p $X")
+    assert str(caught.value) == (
+        f"Inconsistent argument counts in {args}: 3 argument(s): lines 1, 4; 2 argument(s): lines 2 "
+        "(every line must split into the same number of columns)"
+    )
+
+
+def test_inconsistent_counts_of_a_huge_file_stay_one_short_line(tmp_path):
+    args = write_args(tmp_path, "a,b\n" + "c\n" * 5000)
+    with pytest.raises(SourceError) as caught:
+        collect_arguments(args_file=args, separator="comma", command="p @ARG@")
+    assert str(caught.value).startswith(
+        f"Inconsistent argument counts in {args}: 2 argument(s): lines 1; "
+        "1 argument(s): lines 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 and 4990 more "
+    )
 
 
 def test_placeholder_beyond_the_columns_names_the_line(tmp_path):
-    args = write_args(tmp_path, "a,b,c\n# note\nd,e\n")
+    args = write_args(tmp_path, "# note\na,b\nd,e\n")
     with pytest.raises(CommandError) as caught:
         collect_arguments(args_file=args, separator="comma", command="p @ARG_1@ @ARG_3@")
     assert str(caught.value).startswith(
-        "line 3 has 2 arguments but the command uses @ARG_3@: placeholder beyond the columns"
+        "line 2 has 2 arguments but the command uses @ARG_3@: placeholder beyond the columns"
     )
 
 
@@ -426,7 +456,7 @@ def test_nul_byte_is_a_clear_error(tmp_path):
     args.write_bytes(b"fine\nbad\x00value\n")
     with pytest.raises(CommandError) as caught:
         collect_arguments(args_file=args, command="p @ARG@")
-    assert str(caught.value).startswith(f"line 2 of {args} contains a NUL byte")
+    assert str(caught.value).startswith(f"validation failed: line 2 of {args} contains a null byte")
 
 
 def test_argument_over_max_argument_length_names_the_line(tmp_path):
