@@ -60,7 +60,3 @@ class ResultFuture(concurrent.futures.Future):
 
 def _reraise(error: BaseException) -> TaskResult:
     raise error
-
-
-def _reraise(error: BaseException) -> TaskResult:
-    raise error

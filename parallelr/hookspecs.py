@@ -87,10 +87,11 @@ def parallelr_configure(config: Any) -> None:
 def parallelr_executors() -> Optional[Dict[str, Callable[..., Any]]]:
     """Return ``{name: factory}`` for the executors this plugin provides.
 
-    ``factory(max_workers: int, limits: parallelr.model.ExecutionLimits)`` returns an object
-    with ``submit(task, worker_id) -> concurrent.futures.Future[TaskResult]`` and
-    ``shutdown(cancel: bool) -> None``. ``shutdown(cancel=True)`` must stop running tasks
-    (their whole process groups) and not start queued ones. An optional ``kill()`` SIGKILLs the
+    ``factory(context: parallelr.executor.ExecutorContext)`` returns a
+    :class:`parallelr.executor.Executor`: ``submit(task, worker_id) ->
+    concurrent.futures.Future[TaskResult]`` and ``shutdown(cancel: bool) -> None``.
+    ``shutdown(cancel=True)`` must stop running tasks (their whole process groups) and not start
+    queued ones. An optional ``kill()`` SIGKILLs the
     running tasks' groups at once (a second Ctrl+C); without it the core falls back to
     ``shutdown(cancel=True)``. Executors must run tasks with
     :func:`parallelr.process.run_task` so that every executor behaves the same.

@@ -22,6 +22,7 @@ from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, load_settings, settings_as_dict
 from parallelr.context import Config
 from parallelr.errors import NoTasksError, ParallelrError
+from parallelr.executor import ExecutorContext
 from parallelr.model import ExecutionLimits, ResumePlan, RunInfo, RunPaths, Task
 from parallelr.pluginmanager import blocked_names, describe_plugins
 from parallelr.registry import Registry, entry_for_current_process
@@ -248,7 +249,9 @@ def _schedule(
         max_file_size=advanced.max_file_size,
     )
     pool_size = limits.max_workers if tasks.count is None else max(1, min(limits.max_workers, tasks.count))
-    executor = executor_factory(pool_size, execution_limits)
+    executor = executor_factory(ExecutorContext(
+        workers=pool_size, limits=execution_limits, settings=settings, options=dict(vars(config.options)),
+    ))
     hook = config.hook
     stop_request = StopRequest()
     scheduler = Scheduler(

@@ -26,6 +26,7 @@ import threading
 from typing import Any, Optional, Set
 
 from parallelr import process as task_process
+from parallelr.executor import ExecutorContext
 from parallelr.futures import ResultFuture
 from parallelr.hookspecs import hookimpl
 from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
@@ -105,8 +106,9 @@ def _pool_context() -> Optional[Any]:
 class ProcessExecutor:
     """``submit(task, worker_id)`` runs the task in one of ``max_workers`` worker processes."""
 
-    def __init__(self, max_workers: int, limits: ExecutionLimits) -> None:
-        self.limits = limits
+    def __init__(self, context: ExecutorContext) -> None:
+        self.limits = context.limits
+        max_workers = context.workers
         self._pool = concurrent.futures.ProcessPoolExecutor(
             max_workers, mp_context=_pool_context(), initializer=_init_worker
         )

@@ -16,8 +16,9 @@ import threading
 from typing import List, Optional, Tuple
 
 from parallelr import process
+from parallelr.executor import ExecutorContext
 from parallelr.hookspecs import hookimpl
-from parallelr.model import ExecutionLimits, Task, TaskResult
+from parallelr.model import Task, TaskResult
 
 SHUTDOWN_REASON = "Cancelled by shutdown"
 
@@ -27,8 +28,9 @@ _Item = Optional[Tuple[Task, int, concurrent.futures.Future]]  # None tells a th
 class ThreadExecutor:
     """``submit(task, worker_id)`` runs the task in one of ``max_workers`` threads."""
 
-    def __init__(self, max_workers: int, limits: ExecutionLimits) -> None:
-        self.limits = limits
+    def __init__(self, context: ExecutorContext) -> None:
+        self.limits = context.limits
+        max_workers = context.workers
         self._inbox: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         # reentrant: kill() may run in a signal handler while this thread holds the lock in submit()
         self._lock = threading.RLock()

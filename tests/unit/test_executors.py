@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from parallelr import process
+from parallelr.executor import ExecutorContext
 from parallelr.model import ExecutionLimits, Task, TaskStatus
 from parallelr.plugins.executors import process as process_executor
 from parallelr.plugins.executors import thread as thread_executor
@@ -88,7 +89,7 @@ def test_hooks_name_the_executors() -> None:
 def test_both_executors_give_identical_results(tmp_path: Path) -> None:
     outcomes = {}
     for name, factory in sorted(EXECUTORS.items()):
-        executor = factory(4, limits_for(tmp_path))
+        executor = factory(ExecutorContext(workers=4, limits=limits_for(tmp_path)))
         futures = [executor.submit(task, worker_id) for worker_id, task in enumerate(SAME_TASKS, start=1)]
         results = [future.result(timeout=30) for future in futures]
         executor.shutdown(cancel=False)
@@ -100,7 +101,7 @@ def test_both_executors_give_identical_results(tmp_path: Path) -> None:
 
 
 def test_process_executor_runs_tasks_in_pool_processes(tmp_path: Path) -> None:
-    executor = process_executor.ProcessExecutor(2, limits_for(tmp_path))
+    executor = process_executor.ProcessExecutor(ExecutorContext(workers=2, limits=limits_for(tmp_path)))
     result = executor.submit(Task(argv=["sh", "-c", "echo $PPID"], source="t"), 1).result(timeout=30)
     executor.shutdown(cancel=False)
     assert result.status is TaskStatus.SUCCESS
@@ -110,7 +111,7 @@ def test_process_executor_runs_tasks_in_pool_processes(tmp_path: Path) -> None:
 def test_shutdown_with_cancel_stops_running_and_queued_tasks(
     tmp_path: Path, pid_file: Path, executor_factory: Callable[..., Any]
 ) -> None:
-    executor = executor_factory(2, limits_for(tmp_path, timeout=60))
+    executor = executor_factory(ExecutorContext(workers=2, limits=limits_for(tmp_path, timeout=60)))
     task = Task(argv=["bash", "-c", f"echo $$ >> {pid_file}; sleep 300 & wait"], source="t")
     futures = [executor.submit(task, worker_id) for worker_id in (1, 2, 1, 2, 1)]
     running_pids = wait_for_pids(pid_file, 2)
@@ -137,7 +138,9 @@ def test_shutdown_with_cancel_stops_running_and_queued_tasks(
 
 
 def test_a_broken_pool_gives_an_error_result_not_an_exception(tmp_path: Path, pid_file: Path) -> None:
-    executor = process_executor.ProcessExecutor(1, limits_for(tmp_path, timeout=60))
+    executor = process_executor.ProcessExecutor(
+        ExecutorContext(workers=1, limits=limits_for(tmp_path, timeout=60))
+    )
     task = Task(argv=["sh", "-c", f"echo $$ >> {pid_file}; exec sleep 300"], source="t")
     future = executor.submit(task, 1)
     (task_pid,) = wait_for_pids(pid_file, 1)
@@ -154,7 +157,9 @@ def test_a_broken_pool_gives_an_error_result_not_an_exception(tmp_path: Path, pi
 
 
 def test_sigterm_to_a_pool_worker_stops_its_task_first(tmp_path: Path, pid_file: Path) -> None:
-    executor = process_executor.ProcessExecutor(1, limits_for(tmp_path, timeout=60))
+    executor = process_executor.ProcessExecutor(
+        ExecutorContext(workers=1, limits=limits_for(tmp_path, timeout=60))
+    )
     task = Task(
         argv=["bash", "-c", f"echo $$ >> {pid_file}; sleep 300 & echo $! >> {pid_file}; wait"], source="t"
     )
@@ -174,7 +179,7 @@ def test_sigterm_to_a_pool_worker_stops_its_task_first(tmp_path: Path, pid_file:
 def test_cancelling_a_queued_future(
     tmp_path: Path, pid_file: Path, executor_factory: Callable[..., Any]
 ) -> None:
-    executor = executor_factory(1, limits_for(tmp_path, timeout=60))
+    executor = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path, timeout=60)))
     blocker = executor.submit(Task(argv=["bash", "-c", f"echo $$ >> {pid_file}; sleep 300"], source="t"), 1)
     wait_for_pids(pid_file, 1)
     queued = [executor.submit(Task(argv=["true"], source=f"q{i}"), 1) for i in range(4)]
