@@ -13,6 +13,22 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__))
 ):
     __path__.append(_root)  # type: ignore[name-defined]
 
+from typing import Any  # noqa: E402
+
 from parallelr.hookspecs import hookimpl  # noqa: E402  (the decorator plugins use)
 
-__all__ = ["__version__", "hookimpl"]
+# The programmatic API, imported on first use: ``import parallelr`` (a plugin's hookimpl, the
+# CLI's --help) stays as fast as it was.
+_API = {"run_batch": "parallelr.api", "RunRequest": "parallelr.request", "RunControl": "parallelr.scheduler",
+        "RunSummary": "parallelr.model"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'parallelr' has no attribute {name!r}")
+
+
+__all__ = ["RunControl", "RunRequest", "RunSummary", "__version__", "hookimpl", "run_batch"]

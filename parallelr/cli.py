@@ -17,12 +17,12 @@ from parallelr.command import parse_env_names
 from parallelr.commands import Command
 from parallelr.context import Config
 from parallelr.errors import ParallelrError, UsageError
-from parallelr.pluginmanager import apply_plugin_specs, create_plugin_manager
+from parallelr.options import add_options
+from parallelr.pluginmanager import apply_plugin_specs, check_hooks, create_plugin_manager
 from parallelr.presets import Preset
+from parallelr.request import RunRequest
 
-SEPARATORS = ("space", "whitespace", "tab", "comma", "semicolon", "pipe", "colon")
 KILL_ALL = "all"
-DEFAULT_EXECUTOR = "thread"
 
 log = logging.getLogger("parallelr")
 
@@ -94,13 +94,6 @@ def _known_presets(manager: Any) -> Dict[str, Preset]:
     return presets
 
 
-def _executors(manager: Any) -> Dict[str, Any]:
-    factories: Dict[str, Any] = {}
-    for provided in manager.hook.parallelr_executors():
-        factories.update(provided or {})
-    return factories
-
-
 def _commands(manager: Any) -> Dict[str, Command]:
     commands: Dict[str, Command] = {}
     for provided in manager.hook.parallelr_commands():
@@ -116,8 +109,8 @@ def _run_command(command: Command, argv: List[str], prog: str, manager: Any, pre
                     preset=preset.name if preset else None)
     command.add_arguments(parser)
     options = parser.parse_args(argv)
-    config = Config(options, manager, preset=preset.name if preset else None,
-                    app_name=preset.app_name if preset else "parallelr")
+    config = Config(None, manager, preset=preset.name if preset else None,
+                    app_name=preset.app_name if preset else "parallelr", options=options)
     runner.setup_console_logging()
     for warning in runner.load(config).warnings:
         logging.getLogger("parallelr").warning("%s", warning)
@@ -140,55 +133,7 @@ def build_parser(
         preset=preset.name if preset else None,
     )
     claims = set(preset.claims) if preset else set()
-
-    tasks = parser.getgroup("tasks")
-    tasks.add_argument(
-        "-T", "--TasksDir", action="append", nargs="+", default=[], metavar="PATH",
-        help="directory, task files or glob patterns (repeatable); with -A: one template file",
-    )
-    tasks.add_argument("-C", "--Command", metavar="CMD", help="command template with @TASK@, @ARG@, @ARG_N@")
-    tasks.add_argument("-A", "--arguments-file", metavar="FILE", help="one task per line of FILE")
-    tasks.add_argument(
-        "-S", "--separator", choices=SEPARATORS, metavar="SEP",
-        help=f"split each -A line into columns: {', '.join(SEPARATORS)}",
-    )
-    tasks.add_argument(
-        "-E", "--env-var", action="append", default=[], metavar="NAMES",
-        help="environment variable name(s) set from the columns, comma-separated (e.g. HOSTNAME)",
-    )
-    tasks.add_argument(
-        "--file-extension", metavar="EXT", help="only files with these extensions: txt or csv,tsv"
-    )
-    tasks.add_argument(
-        "--shell", action="store_true",
-        help="run the command through /bin/sh -c (pipes, redirections); values stay quoted data",
-    )
-
-    run = parser.getgroup("execution")
-    run.add_argument("-r", "--run", action="store_true", help="execute (default: dry run)")
-    run.add_argument("-m", "--max", type=int, metavar="N", help="parallel workers (default 20, max 100)")
-    run.add_argument("-t", "--timeout", type=int, metavar="N", help="task timeout in seconds (default 600)")
-    run.add_argument("-s", "--sleep", type=float, metavar="N", help="seconds between task starts (0-60)")
-    run.add_argument(
-        "--executor", choices=sorted(executors), metavar="NAME",
-        help=f"how tasks run: {', '.join(sorted(executors))} (default thread)",
-    )
-    run.add_argument(
-        "--retries", type=int, metavar="N", help="run a failed or timed-out task up to N more times"
-    )
-    run.add_argument(
-        "--retry-delay", type=float, metavar="S", help="seconds before the first retry (default 1)"
-    )
-    run.add_argument(
-        "--retry-backoff", type=float, metavar="F", help="each further retry waits F times longer (default 2)"
-    )
-    run.add_argument("--retry-max-delay", type=float, metavar="S", help="longest wait before a retry (300)")
-    run.add_argument("-d", "--debug", action="store_true", help="log level DEBUG")
-    run.add_argument("-D", "--daemon", action="store_true", help="run detached in the background")
-    run.add_argument("--enable-stop-limits", action="store_true", help="halt on excessive failures")
-    run.add_argument(
-        "--no-task-output-log", action="store_true", help="do not write the task output log"
-    )
+    add_options(parser, tuple(executors))
 
     manage = parser.getgroup("process management")
     manage.add_argument("--list-workers", action="store_true", help="list running parallelr processes")
@@ -210,6 +155,13 @@ def build_parser(
     )
     manager.hook.parallelr_addoption(parser=parser)
     return parser
+
+
+# Options of the invocation, not of a run: they choose what the command does (or load plugins).
+INVOCATION_DESTS = (
+    "list_workers", "kill", "check_dependencies", "validate_config", "show_config", "version", "preset",
+    "plugins",
+)
 
 
 def _normalize(options: argparse.Namespace) -> None:
@@ -256,6 +208,7 @@ def main_ptasker() -> int:
 
 def _main(argv: List[str], prog: str) -> int:
     from parallelr import runner  # imported late: --help and errors stay fast
+    from parallelr.api import executor_factories
 
     preset_name, long_specs, short_specs = _prescan(argv)
     manager = create_plugin_manager(long_specs)
@@ -274,25 +227,27 @@ def _main(argv: List[str], prog: str) -> int:
     rest = _without_prescanned(argv)
     if rest and rest[0] in commands:
         return _run_command(commands[rest[0]], rest[1:], prog, manager, preset)
-    executors = _executors(manager)
+    executors = executor_factories(manager)
     if not executors:
         raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")
     parser = build_parser(prog, preset, list(executors), manager, commands)
     options = parser.parse_args(argv)
     _normalize(options)
-    config = Config(options, manager, preset=preset.name if preset else None,
+    request = RunRequest.from_namespace(options, ignore=INVOCATION_DESTS)
+    config = Config(request, manager, preset=preset.name if preset else None,
                     app_name=preset.app_name if preset else "parallelr")
     manager.hook.parallelr_configure(config=config)
-    options.executor = options.executor or DEFAULT_EXECUTOR  # None until here: "not given"
+    check_hooks(manager)  # the objects plugins registered for this run too
 
     if options.version:
         return runner.show_version(config)
     if not _is_info_command(options):
-        if not options.TasksDir and not options.arguments_file:
+        request = config.request  # as the plugins left it (a preset's command, a resumed run's)
+        if not request.task_paths and not request.arguments_file:
             raise UsageError("nothing to run: give task files with -T, or an arguments file with -A")
-        if not options.Command:
+        if not request.command:
             raise UsageError("no command: give the command template with -C, e.g. -C \"bash @TASK@\"")
-    return runner.run(config, executors)
+    return runner.run(config, options)
 
 
 __all__ = ["Parser", "__version__", "build_parser", "main", "main_ptasker"]

@@ -33,6 +33,7 @@ import yaml
 
 import parallelr
 from parallelr.errors import ConfigError, UsageError
+from parallelr.options import FLAGS_BY_SETTING
 
 DEFAULT_APP_NAME = "parallelr"
 SOURCE_DEFAULTS = "defaults"
@@ -44,18 +45,8 @@ _SCRIPT_ONLY = "parallelr.script_only"
 _CAPPED_BY = "parallelr.capped_by"
 _UNIMPLEMENTED = "parallelr.unimplemented"
 
-# How command-line overrides are named in error messages; the CLI maps these flags to the keys.
-CLI_FLAGS: Dict[str, str] = {
-    "limits.max_workers": "-m/--max",
-    "limits.timeout_seconds": "-t/--timeout",
-    "limits.task_start_delay": "-s/--sleep",
-    "limits.stop_limits_enabled": "--enable-stop-limits",
-    "logging.level": "-d/--debug",
-    "advanced.retries": "--retries",
-    "advanced.retry_delay": "--retry-delay",
-    "advanced.retry_backoff": "--retry-backoff",
-    "advanced.retry_max_delay": "--retry-max-delay",
-}
+# How command-line overrides are named in error messages: derived from the options' declarations.
+CLI_FLAGS: Dict[str, str] = FLAGS_BY_SETTING
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,9 +241,31 @@ class Settings:
     journal: JournalSection = attrs.field(factory=JournalSection)
 
 
-def _sections() -> Dict[str, attrs.Attribute]:
+_settings_classes: Dict[Tuple[Tuple[str, type], ...], type] = {}
+
+
+def settings_class(extra_sections: Optional[Mapping[str, type]] = None) -> type:
+    """:class:`Settings`, or a subclass with the sections plugins declare
+    (``parallelr_settings_sections``): each an attrs class of :func:`setting` fields, read from
+    the same YAML files, with the same rules, caps and warnings as the core's sections."""
+    if not extra_sections:
+        return Settings
+    key = tuple(sorted(extra_sections.items()))
+    cached = _settings_classes.get(key)
+    if cached is None:
+        core = {field.name for field in attrs.fields(Settings)}
+        clashes = sorted(core.intersection(extra_sections))
+        if clashes:
+            raise ConfigError(f"a plugin declares the settings section {clashes[0]!r}, which the core has")
+        fields = {name: attrs.field(factory=section, type=section) for name, section in key}
+        cached = attrs.make_class("Settings", fields, bases=(Settings,), frozen=True)
+        _settings_classes[key] = cached
+    return cached
+
+
+def _sections(cls: type = Settings) -> Dict[str, attrs.Attribute]:
     """Section name → its field on Settings (field.type is the section class)."""
-    return {field.name: field for field in attrs.fields(attrs.resolve_types(Settings))}
+    return {field.name: field for field in attrs.fields(attrs.resolve_types(cls))}
 
 
 def _keys(section_class: type) -> Dict[str, attrs.Attribute]:
@@ -379,9 +392,8 @@ def _did_you_mean(word: str, candidates: List[str], prefix: str = "") -> str:
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
 
-def _suggest_key(section_name: str, key: str) -> str:
+def _suggest_key(sections: Mapping[str, attrs.Attribute], section_name: str, key: str) -> str:
     """A hint for an unknown key: a close key of the same section, or the section that has it."""
-    sections = _sections()
     hint = _did_you_mean(key, list(_keys(sections[section_name].type)), prefix=f"{section_name}.")
     if hint:
         return hint
@@ -494,6 +506,7 @@ class _Merge:
     values: Dict[str, Dict[str, Any]]
     sources: Dict[Tuple[str, str], str]
     warnings: List[str]
+    sections: Dict[str, attrs.Attribute] = attrs.field(factory=_sections)
 
     def set(self, section_name: str, key: str, value: Any, source: str) -> None:
         self.values[section_name][key] = value
@@ -509,7 +522,7 @@ def _apply_file(merge: _Merge, path: Path, data: Mapping[Any, Any], strict: bool
             raise ConfigError(f"invalid script config {path}: {problem}; fix or reinstall it")
         merge.warnings.append(f"{path}: {problem}; {consequence}")
 
-    sections = _sections()
+    sections = merge.sections
     for raw_section, body in data.items():
         section_name = str(raw_section)
         section_field = sections.get(section_name)
@@ -535,7 +548,7 @@ def _apply_file(merge: _Merge, path: Path, data: Mapping[Any, Any], strict: bool
             dotted = f"{section_name}.{key}"
             field = keys.get(key)
             if field is None:
-                reject(f"unknown setting {dotted}{_suggest_key(section_name, key)}", "ignored")
+                reject(f"unknown setting {dotted}{_suggest_key(sections, section_name, key)}", "ignored")
                 continue
             if not strict and field.metadata.get(_SCRIPT_ONLY):
                 merge.warnings.append(f"{path}: {dotted} can only be set in the script config; ignored")
@@ -559,7 +572,7 @@ def _unimplemented_reset(merge: _Merge, source: str, dotted: str, field: attrs.A
 
 def _apply_overrides(merge: _Merge, overrides: Mapping[str, Any]) -> None:
     """Merge command-line values (dotted keys). Bad values are usage errors: the user just typed them."""
-    sections = _sections()
+    sections = merge.sections
     for dotted, raw in overrides.items():
         if raw is None:  # the flag was not given
             continue
@@ -582,7 +595,7 @@ def _apply_overrides(merge: _Merge, overrides: Mapping[str, Any]) -> None:
 
 def _apply_caps(merge: _Merge) -> None:
     """Lower values above their ``max_allowed_*`` key, whichever layer set them."""
-    for section_name, section_field in _sections().items():
+    for section_name, section_field in merge.sections.items():
         values = merge.values[section_name]
         for key, field in _keys(section_field.type).items():
             cap_key = field.metadata.get(_CAPPED_BY)
@@ -600,12 +613,14 @@ def load_settings(
     home: Optional[Path] = None,
     overrides: Optional[Mapping[str, Any]] = None,
     script_dir: Optional[Path] = None,
+    extra_sections: Optional[Mapping[str, type]] = None,
 ) -> LoadedSettings:
     """Build the effective settings: defaults → script config → user config → ``overrides``.
 
     ``app_name`` names the files (``cfg/<app>.yaml``, ``~/<app>/cfg/<app>.yaml``), each falling
     back to parallelr's. ``overrides`` maps dotted keys (``"limits.max_workers"``) to command-line
     values; None values are skipped. ``script_dir`` replaces the shipped cfg/ folder (tests).
+    ``extra_sections`` are the plugins' own sections (see :func:`settings_class`).
     """
     if not app_name or "/" in app_name or app_name in (".", ".."):
         raise ValueError(f"invalid app name {app_name!r}")
@@ -617,13 +632,14 @@ def load_settings(
         "user", home / app_name / "cfg" / f"{app_name}.yaml", home / DEFAULT_APP_NAME / "cfg" / default_file
     )
 
-    merge = _Merge(values=settings_as_dict(Settings()), sources={}, warnings=[])
+    cls = settings_class(extra_sections)
+    sections = _sections(cls)
+    merge = _Merge(values=settings_as_dict(cls()), sources={}, warnings=[], sections=sections)
     for config_file, strict in ((script_file, True), (user_file, False)):
         if config_file.loaded is not None:
             _apply_file(merge, config_file.loaded, _read_yaml(config_file.loaded), strict)
     _apply_overrides(merge, overrides or {})
     _apply_caps(merge)
 
-    sections = _sections()
-    settings = Settings(**{name: field.type(**merge.values[name]) for name, field in sections.items()})
+    settings = cls(**{name: field.type(**merge.values[name]) for name, field in sections.items()})
     return LoadedSettings(settings=settings, files=(script_file, user_file), warnings=tuple(merge.warnings))

@@ -14,6 +14,11 @@ from typing import Any, Mapping, Optional, Tuple
 
 import attrs
 
+# Every task's environment names its run and its place in it, so the task knows where it belongs
+# and a resume finds a dead run's leftover processes by them. Defined here, once.
+RUN_ID_VARIABLE = "PARALLELR_RUN_ID"
+TASK_INDEX_VARIABLE = "PARALLELR_TASK_INDEX"
+
 
 class TaskStatus(str, enum.Enum):
     """The final state of one task, as written in the CSV ``status`` column."""
@@ -93,9 +98,7 @@ class ExecutionLimits:
     use_process_groups: bool = True
     kill_grace: float = 5.0  # seconds between SIGTERM and SIGKILL
     sample_interval: float = 1.0  # live psutil figures for tasks that run longer than this
-    # Set in every task's environment as PARALLELR_RUN_ID, with PARALLELR_TASK_INDEX: the task
-    # knows where it belongs, and a resume finds a dead run's leftover processes by it.
-    run_id: Optional[str] = None
+    run_id: Optional[str] = None  # set in every task's environment as RUN_ID_VARIABLE
     max_file_size: Optional[int] = None  # bytes a Task.task_file may have (advanced.max_file_size)
 
     def workdir(self, worker_id: int) -> str:

@@ -6,7 +6,9 @@ so that a built-in is registered exactly like a third-party plugin and can be bl
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 from typing import Iterable, List, Tuple
 
 import pluggy
@@ -52,6 +54,21 @@ def create_plugin_manager(specs: Iterable[str] = (), load_entry_points: bool = T
     return manager
 
 
+def check_hooks(manager: pluggy.PluginManager) -> None:
+    """Every ``parallelr_*`` implementation must match a hook of the contract: a misspelled one
+    (``parallelr_task_finsh``) would otherwise never be called, silently."""
+    known = [name for name in dir(hookspecs) if name.startswith("parallelr_")]
+    for name, caller in vars(manager.hook).items():
+        if not name.startswith("parallelr_") or caller.spec is not None:
+            continue
+        plugins = ", ".join(
+            manager.get_name(impl.plugin) or repr(impl.plugin) for impl in caller.get_hookimpls()
+        )
+        hint = difflib.get_close_matches(name, known, n=1)
+        suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+        raise UsageError(f"plugin {plugins} implements an unknown hook {name}{suggestion}")
+
+
 def apply_plugin_specs(manager: pluggy.PluginManager, specs: Iterable[str]) -> None:
     """Apply ``-p`` values to a manager that is already populated (blocking unregisters)."""
     for spec in specs:
@@ -68,6 +85,7 @@ def apply_plugin_specs(manager: pluggy.PluginManager, specs: Iterable[str]) -> N
         except ImportError as exc:
             raise UsageError(f"cannot load plugin module {spec!r} given with -p: {exc}") from None
         manager.register(module, name=spec)
+    check_hooks(manager)
 
 
 def describe_plugins(manager: pluggy.PluginManager) -> List[str]:
@@ -78,6 +96,8 @@ def describe_plugins(manager: pluggy.PluginManager) -> List[str]:
         if plugin is None:  # a blocked name
             continue
         dist = from_dists.get(id(plugin))
+        if dist is None and not inspect.ismodule(plugin):
+            continue  # an object a plugin registered for this run (a reporter), not a plugin itself
         if dist is not None:
             lines.append(f"{name}-{dist.version} (from {dist.project_name})")
         elif any(name == builtin for builtin, _ in BUILTIN_PLUGINS):

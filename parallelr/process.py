@@ -3,14 +3,16 @@ keep a bounded tail of its output, take its resource figures from the kernel, an
 it started running.
 
 :func:`run_task` is a plain module-level function so that every executor (a thread, a pool
-process, a remote worker) runs a task the same way. :func:`cancel_running` is the seam a signal
-handler or an executor shutdown uses to stop every task running in this process at once.
+process, a remote worker) runs a task the same way. It is stopped early through the
+:class:`parallelr.cancel.CancelToken` it is given: no state of a run lives in this module, so one
+process can run many batches and cancel one task of many.
 
 Why the waiting looks the way it does:
 
 * One ``selectors`` loop per task watches the two output pipes, a pidfd of the leader (readable
-  when it exits, before it is reaped) and a per-process wakeup pipe written by
-  :func:`cancel_running`. The loop's timeout is the next deadline, so nothing polls.
+  when it exits, before it is reaped) and the pipe of its cancel token's watch (readable when
+  the token or an ancestor is cancelled or killed). The loop's timeout is the next deadline, so
+  nothing polls.
 * The leader is reaped with ``os.wait4`` only after it has exited, so its rusage (peak RSS, CPU
   time) comes from the kernel for free. ``subprocess.Popen`` only spawns; it never waits.
 * Signals go to the task's process group while the leader is still unreaped: its zombie keeps
@@ -36,7 +38,15 @@ from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set
 if TYPE_CHECKING:
     import psutil
 
-from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
+from parallelr.cancel import CancelToken, TokenWatch
+from parallelr.model import (
+    RUN_ID_VARIABLE,
+    TASK_INDEX_VARIABLE,
+    ExecutionLimits,
+    Task,
+    TaskResult,
+    TaskStatus,
+)
 
 READ_CHUNK = 64 * 1024
 _psutil_module: Any = None
@@ -55,18 +65,6 @@ def _psutil() -> Any:
 # empty" event, so that rare path re-checks with a backoff between these bounds.
 _GROUP_POLL_MIN = 0.005
 _GROUP_POLL_MAX = 0.1
-
-# -- cancellation seam ------------------------------------------------------------------------
-# A pipe that stays readable once written: every waiting loop in this process has its read end
-# registered, so one write wakes them all (level-triggered), and nobody drains it but
-# reset_cancellation(). No lock: cancel_running may run inside a signal handler.
-_cancel_reason: Optional[str] = None
-_wake_read, _wake_write = os.pipe()
-os.set_blocking(_wake_write, False)
-# The same, one step further (a second Ctrl+C): SIGKILL now instead of after the grace period.
-_kill_read, _kill_write = os.pipe()
-os.set_blocking(_kill_write, False)
-
 
 # The kernel's ru_maxrss of a spawned task also counts the memory of the process it was spawned
 # from as it was at exec time (with vfork: that process's lifetime *peak*). Resetting our own
@@ -96,61 +94,16 @@ _FLOOR_MARGIN_KIB = 2048
 
 
 def _reinit_after_fork() -> None:
-    """A forked child (a pool worker) gets its own wakeup pipe and a clean cancellation state,
-    so that cancelling one worker never wakes the loops of another."""
-    global _cancel_reason, _wake_read, _wake_write, _kill_read, _kill_write, _clear_refs_fd
-    for fd in (_wake_read, _wake_write, _kill_read, _kill_write, _clear_refs_fd):
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-    _cancel_reason = None
-    _wake_read, _wake_write = os.pipe()
-    os.set_blocking(_wake_write, False)
-    _kill_read, _kill_write = os.pipe()
-    os.set_blocking(_kill_write, False)
-    _clear_refs_fd = _open_clear_refs()  # /proc/self named the parent when it was opened
+    """/proc/self named the parent when the descriptor was opened: a forked child (a pool
+    worker) opens its own."""
+    global _clear_refs_fd
+    if _clear_refs_fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(_clear_refs_fd)
+    _clear_refs_fd = _open_clear_refs()
 
 
 os.register_at_fork(after_in_child=_reinit_after_fork)
-
-
-def cancel_running(reason: str = "cancelled") -> None:
-    """Stop every :func:`run_task` running in this process (status CANCELLED, ``reason`` as the
-    error message) and make later calls return CANCELLED without spawning. Signal-handler safe."""
-    global _cancel_reason
-    if _cancel_reason is None:
-        _cancel_reason = reason
-    # A full pipe (BlockingIOError) is fine: every loop already sees it readable.
-    with contextlib.suppress(OSError):
-        os.write(_wake_write, b"x")
-
-
-def kill_running_now(reason: str = "cancelled") -> None:
-    """Like :func:`cancel_running`, but SIGKILL the tasks' groups at once, without the grace
-    period (a second Ctrl+C). Signal-handler safe."""
-    cancel_running(reason)
-    with contextlib.suppress(OSError):
-        os.write(_kill_write, b"x")
-
-
-def reset_cancellation() -> None:
-    """Undo :func:`cancel_running` (for tests, and for a process that runs a new batch)."""
-    global _cancel_reason
-    _cancel_reason = None
-    for fd in (_wake_read, _kill_read):
-        os.set_blocking(fd, False)
-        try:
-            while os.read(fd, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        finally:
-            os.set_blocking(fd, True)
-
-
-def cancellation_reason() -> Optional[str]:
-    """The reason given to :func:`cancel_running`, or None while tasks may run."""
-    return _cancel_reason
 
 
 # -- output tail ------------------------------------------------------------------------------
@@ -292,14 +245,18 @@ def _exit_notifier(pid: int) -> int:
 # -- the supervision of one running task ------------------------------------------------------
 _EXIT = "exit"
 _CANCEL = "cancel"
-_KILL = "kill"
 
 
 class _Supervisor:
     """Watches one spawned task until it and everything it started are gone."""
 
     def __init__(
-        self, popen: subprocess.Popen, limits: ExecutionLimits, started: float, rss_floor_kib: int = 0
+        self,
+        popen: subprocess.Popen,
+        limits: ExecutionLimits,
+        started: float,
+        rss_floor_kib: int = 0,
+        cancel: Optional[CancelToken] = None,
     ) -> None:
         self.rss_floor_kib = rss_floor_kib
         self.popen = popen
@@ -318,10 +275,15 @@ class _Supervisor:
                 self.open_pipes += 1
         self.exit_fd = _exit_notifier(self.pid)
         self.selector.register(self.exit_fd, selectors.EVENT_READ, _EXIT)
-        self.wake_fd = _wake_read
-        self.selector.register(self.wake_fd, selectors.EVENT_READ, _CANCEL)
-        self.kill_fd = _kill_read
-        self.selector.register(self.kill_fd, selectors.EVENT_READ, _KILL)
+        # Last, so that nothing can fail after it is open; _close() releases it.
+        self.watch: Optional[TokenWatch] = None
+        if cancel is not None:
+            try:
+                self.watch = cancel.watch()
+            except BaseException:  # out of descriptors: run_task kills the child; free ours
+                os.close(self.exit_fd)
+                raise
+            self.selector.register(self.watch.fd, selectors.EVENT_READ, _CANCEL)
         self.settled = False  # after the reap: nothing of the group is left alive
         self.outcome: Optional[TaskStatus] = None  # TIMEOUT or CANCELLED once we stop it
         self.cancel_reason = ""
@@ -358,23 +320,30 @@ class _Supervisor:
             if isinstance(key.data, OutputTail):
                 self._read(key)
             elif key.data is _CANCEL:
-                self.selector.unregister(self.wake_fd)  # level-triggered: seen once is enough
-                # A leader that already exited finished on its own: its own status stands.
-                if not self.reaped and not exited and self.outcome is None:
-                    self.outcome = TaskStatus.CANCELLED
-                    self.cancel_reason = _cancel_reason or "cancelled"
-                    self._terminate()
-            elif key.data is _KILL:
-                self.selector.unregister(self.kill_fd)  # level-triggered: seen once is enough
-                self._kill_at_once(exited)
+                self._on_cancel(exited)
         return exited
+
+    def _on_cancel(self, exited: bool) -> None:
+        """The token (or an ancestor) was cancelled or killed; the token says which."""
+        watch = self.watch
+        assert watch is not None
+        watch.drain()  # ours alone: emptied, it wakes us again for a kill after a cancel
+        token = watch.token
+        if token.killed:
+            self.selector.unregister(watch.fd)  # nothing more can happen to the token
+            self._kill_at_once(exited)
+        # A leader that already exited finished on its own: its own status stands.
+        elif not self.reaped and not exited and self.outcome is None:
+            self.outcome = TaskStatus.CANCELLED
+            self.cancel_reason = token.reason or "cancelled"
+            self._terminate()
 
     def _kill_at_once(self, exited: bool) -> None:
         if self.killed or self.settled:
             return
         if not self.reaped and not exited and self.outcome is None:
             self.outcome = TaskStatus.CANCELLED
-            self.cancel_reason = _cancel_reason or "cancelled"
+            self.cancel_reason = (self.watch.token.reason if self.watch else None) or "cancelled"
         if not self.reaped and self.kill_at is None:
             self._terminate()  # collects the descendants that left the group
         self._kill_now()
@@ -522,6 +491,8 @@ class _Supervisor:
             self.popen.returncode = -signal.SIGKILL
         self.selector.close()
         os.close(self.exit_fd)
+        if self.watch is not None:
+            self.watch.close()
         for stream in (self.popen.stdout, self.popen.stderr):
             if stream is not None:
                 stream.close()
@@ -629,8 +600,8 @@ def _environment(task: Task, limits: ExecutionLimits) -> Optional[dict]:
     env = dict(_base_environment)
     env.update(task.env)
     if limits.run_id is not None:
-        env["PARALLELR_RUN_ID"] = limits.run_id
-        env["PARALLELR_TASK_INDEX"] = str(task.index)
+        env[RUN_ID_VARIABLE] = limits.run_id
+        env[TASK_INDEX_VARIABLE] = str(task.index)
     return env
 
 
@@ -649,13 +620,26 @@ def _task_file_refusal(path: str, max_file_size: int) -> Optional[str]:
 
 
 # -- the entry point --------------------------------------------------------------------------
-def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
+def run_task(
+    task: Task, worker_id: int, limits: ExecutionLimits, cancel: Optional[CancelToken] = None
+) -> TaskResult:
     """Run ``task`` in worker slot ``worker_id`` under ``limits`` and say what happened.
 
-    Never raises for anything the task does: a command that cannot start is an ERROR result.
+    Args:
+        task: what to run.
+        worker_id: the worker slot (1..workers); it names the isolated working directory.
+        limits: timeout, workspace, output cap, process-group and kill-grace settings.
+        cancel: stops the task when it or an ancestor is cancelled (SIGTERM to the task's
+            process group, SIGKILL after ``limits.kill_grace``) or killed (SIGKILL at once);
+            the result is then CANCELLED with the token's reason. Already cancelled: the
+            result is CANCELLED and no process is started. None: only the timeout stops it.
+
+    Returns:
+        The TaskResult. Never raises for anything the task does: a command that cannot start
+        is an ERROR result.
     """
-    if _cancel_reason is not None:
-        return TaskResult.cancelled(task, _cancel_reason, worker_id)
+    if cancel is not None and cancel.cancelled:
+        return TaskResult.cancelled(task, cancel.reason or "cancelled", worker_id)
     cwd = limits.workdir(worker_id)
     start_time = time.time()
     started = time.monotonic()
@@ -688,7 +672,7 @@ def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
         _ready_dirs.discard(cwd)  # it may be the working directory that vanished
         return _error(task, worker_id, start_time, _spawn_error_message(exc, task.argv[0], cwd))
     try:
-        supervisor = _Supervisor(popen, limits, started, rss_floor_kib)
+        supervisor = _Supervisor(popen, limits, started, rss_floor_kib, cancel)
     except BaseException:  # e.g. out of file descriptors: do not leave the child behind
         if limits.use_process_groups:
             _killpg(popen.pid, signal.SIGKILL)
@@ -704,11 +688,13 @@ def run_task(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
     return supervisor.result(task, worker_id, start_time)
 
 
-def run_task_guarded(task: Task, worker_id: int, limits: ExecutionLimits) -> TaskResult:
+def run_task_guarded(
+    task: Task, worker_id: int, limits: ExecutionLimits, cancel: Optional[CancelToken] = None
+) -> TaskResult:
     """:func:`run_task`, with a bug in parallelr itself turned into an ERROR result: executors
     call this so that the scheduler gets a TaskResult for every task, never an exception."""
     try:
-        return run_task(task, worker_id, limits)
+        return run_task(task, worker_id, limits, cancel)
     except Exception as exc:
         return internal_error(task, worker_id, exc)
 

@@ -1,15 +1,40 @@
-"""Formatting shared by reporters: the end-of-run summary block and time stamps.
+"""What the built-in reporters share: how a per-run reporter is registered, the wording of the
+per-task log lines, the end-of-run summary block, time stamps and how report files are opened.
 
-The summary block's labels are part of COMPAT.md (scripts grep them); keep them exactly.
+The summary block's labels and the per-task lines are part of COMPAT.md (scripts grep them); keep
+them exactly.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-from typing import Any, List, Optional
+from typing import IO, Any, List, Optional, Tuple
 
-from parallelr.model import RunInfo, RunSummary, Task
+import pluggy
+
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
+
+# Report files are UTF-8; a byte that does not decode (an argument read from a file in another
+# encoding) is written as \xNN instead of costing the row or the line.
+ENCODING = "utf-8"
+ERRORS = "backslashreplace"
+
+# (level, %-format, args) of one log line, so that the console and the main log word a task's
+# events once and each adds only its own framing (the console's [i/N] counter).
+LogLine = Tuple[int, str, Tuple[Any, ...]]
+
+
+def register_reporter(manager: pluggy.PluginManager, name: str, reporter: object) -> None:
+    """Register the reporter object of a new run under ``name``, replacing the object of an
+    earlier run on the same manager (pluggy refuses a second plugin of the same name).
+
+    If ``name`` itself is blocked (``-p no:console-reporter``) pluggy registers nothing.
+    """
+    previous = manager.get_plugin(name)
+    if previous is not None:
+        manager.unregister(previous, name=name)
+    manager.register(reporter, name=name)
 
 
 class LineLogger:
@@ -52,6 +77,39 @@ def task_label(task: Task) -> str:
     if task.arguments:
         return f"{task.source} ({' '.join(task.arguments)})"
     return task.source
+
+
+def task_started(task: Task, worker_id: int) -> LogLine:
+    again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
+    return logging.INFO, "Worker %d: Starting task %s%s", (worker_id, task_label(task), again)
+
+
+def task_retrying(result: TaskResult, delay: float) -> LogLine:
+    return (
+        logging.WARNING, "Task %s (attempt %d): %s: %s; retrying in %gs",
+        (result.status.value, result.attempt, task_label(result.task), result.error_message, delay),
+    )
+
+
+def task_finished(result: TaskResult, no_message: str = "") -> LogLine:
+    """``no_message`` stands in for an empty error message of a failed task: the console has
+    always said ``no details`` there, the main log nothing."""
+    if result.status is TaskStatus.SUCCESS:
+        return logging.INFO, "Task completed: %s (%.2fs)", (task_label(result.task), result.duration)
+    return (
+        logging.WARNING, "Task %s: %s: %s",
+        (result.status.value, task_label(result.task), result.error_message or no_message),
+    )
+
+
+def blank_if_none(value: Any) -> Any:
+    """A value for a report column: '' for None (no PID, no exit code), the value otherwise."""
+    return "" if value is None else value
+
+
+def open_report(path: str, newline: Optional[str] = None) -> IO[str]:
+    """Open (truncate) a report file of this run, in the encoding every report shares."""
+    return open(path, "w", newline=newline, encoding=ENCODING, errors=ERRORS)
 
 
 def summary_lines(run: RunInfo, summary: RunSummary) -> List[str]:

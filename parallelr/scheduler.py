@@ -6,17 +6,24 @@ or a stop request is due), never on a polling interval. Tasks are pulled from th
 time, so a streaming source is never materialised.
 
 Every task gets exactly one ``parallelr_task_finish`` call: the ones that ran with their result,
-the ones that never started (stop limits, shutdown) as CANCELLED.
+the ones that never started (stop limits, shutdown) as CANCELLED, unless the caller takes them
+back (``hand_back``: a queue puts them back to pending).
+
+The scheduler only schedules. The run's statistics and its exit-status rule are a subscriber of
+its events (:class:`RunTally`); outside control (a signal, a test, a queue worker) comes in
+through :class:`RunControl`. A source may answer :data:`NOTHING_YET` (a queue with no due job):
+the scheduler then waits for :meth:`Scheduler.wake` instead of ending the run.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import heapq
+import inspect
 import logging
 import queue
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import attrs
 
@@ -45,11 +52,17 @@ class StopLimits:
         )
 
 
-class SummaryBuilder:
-    """Running totals; O(1) memory whatever the number of tasks."""
+class RunTally:
+    """The run's statistics and its exit-status rule: a subscriber of every final task result.
 
-    def __init__(self) -> None:
+    Running totals, O(1) memory whatever the number of tasks. A resumed run starts from the
+    counts of its earlier tasks (``previous``), so its summary counts the whole run.
+    """
+
+    def __init__(self, previous: Optional[Mapping[TaskStatus, int]] = None) -> None:
         self.counts: Dict[TaskStatus, int] = {status: 0 for status in TaskStatus}
+        for status, count in (previous or {}).items():
+            self.counts[status] += count
         self.consecutive_failures = 0
         self._ran = 0
         self._duration_sum = 0.0
@@ -100,8 +113,18 @@ class SummaryBuilder:
                 )
         return None
 
-    def build(self, stop_reason: Optional[str], interrupted_by: Optional[str], exit_code: int) -> RunSummary:
+    def exit_code(self, outcome: RunOutcome) -> int:
+        """COMPAT exit status: 0 when every task succeeded, 128+N after signal N, else 1."""
+        if outcome.interrupted_by is not None and outcome.signal_exit_code is not None:
+            return outcome.signal_exit_code
+        if outcome.stop_reason or outcome.interrupted_by or self.finished != self.counts[TaskStatus.SUCCESS]:
+            return 1
+        return 0
+
+    def summary(self, outcome: RunOutcome) -> RunSummary:
         counts = self.counts
+        exit_code = self.exit_code(outcome)
+        stop_reason, interrupted_by = outcome.stop_reason, outcome.interrupted_by
         return RunSummary(
             total=self.finished,
             succeeded=counts[TaskStatus.SUCCESS],
@@ -141,13 +164,68 @@ class StopRequest:
         return self.future.result() if self.future.done() else None
 
 
-def exit_code_for(builder: SummaryBuilder, stop_reason: Optional[str], stop_request: StopRequest) -> int:
-    """COMPAT exit status: 0 when every task succeeded, 128+N after signal N, else 1."""
-    if stop_request.reason is not None and stop_request.exit_code is not None:
-        return stop_request.exit_code
-    if stop_reason or stop_request.reason or builder.finished != builder.counts[TaskStatus.SUCCESS]:
-        return 1
-    return 0
+@attrs.frozen
+class RunOutcome:
+    """How the scheduling ended: stopped by the stop limits, interrupted (by a signal), or neither."""
+
+    stop_reason: Optional[str] = None
+    interrupted_by: Optional[str] = None
+    signal_exit_code: Optional[int] = None  # 128+N when signal N interrupted the run
+
+
+class _NothingYet:
+    def __repr__(self) -> str:
+        return "NOTHING_YET"
+
+
+NOTHING_YET: Any = _NothingYet()
+"""What a source yields when it has no task *now* but may have one later (a queue): the
+scheduler stops pulling until someone calls :meth:`Scheduler.wake` (or a task ends)."""
+
+
+class RunControl:
+    """Steers one run from outside the scheduler's thread: a signal handler, a test, a worker.
+
+    ``stop`` lets running tasks be stopped and starts nothing new (the CLI's Ctrl+C), ``kill``
+    SIGKILLs the running tasks at once, ``cancel_task`` stops one running task, which ends
+    CANCELLED while the others go on. All of them are safe from any thread and from a signal
+    handler (no locks).
+    """
+
+    def __init__(self) -> None:
+        self.stop_request = StopRequest()
+        self._kill: Optional[Callable[[], None]] = None
+        self._tokens: Dict[int, Any] = {}  # task index -> the cancel token of its running attempt
+
+    def stop(self, reason: str = "stopped", exit_code: Optional[int] = None) -> None:
+        self.stop_request.request(reason, exit_code)
+
+    def kill(self, reason: str = "killed") -> None:
+        self.stop(reason)
+        if self._kill is not None:
+            self._kill()
+
+    def cancel_task(self, index: int, reason: str = "Cancelled") -> bool:
+        """Stop the running task with this index; False when it is not running (now)."""
+        token = self._tokens.get(index)
+        if token is None:
+            return False
+        token.cancel(reason)
+        return True
+
+    def running(self) -> List[int]:
+        """The indexes of the tasks running now."""
+        return sorted(self._tokens)
+
+    # -- the scheduler's side --
+    def attach_kill(self, kill: Callable[[], None]) -> None:
+        self._kill = kill
+
+    def track(self, index: int, token: Any) -> None:
+        self._tokens[index] = token
+
+    def untrack(self, index: int) -> None:
+        self._tokens.pop(index, None)
 
 
 @attrs.frozen
@@ -174,9 +252,10 @@ class Scheduler:
         workers: int,
         start_delay: float = 0.0,
         stop_limits: Optional[StopLimits] = None,
-        stop_request: Optional[StopRequest] = None,
+        control: Optional[RunControl] = None,
         retry: Optional[RetryPolicy] = None,
-        previous: Optional[Mapping[TaskStatus, int]] = None,
+        tally: Optional[RunTally] = None,
+        hand_back: Optional[Callable[[Task], None]] = None,
     ) -> None:
         self.run_info = run
         self.executor = executor
@@ -184,11 +263,15 @@ class Scheduler:
         self.workers = workers
         self.start_delay = start_delay
         self.stop_limits = stop_limits or StopLimits()
-        self.stop_request = stop_request or StopRequest()
+        self.control = control or RunControl()
+        self.stop_request = self.control.stop_request
         self.retry = retry or RetryPolicy()
-        self.summary = SummaryBuilder()
-        for status, count in (previous or {}).items():  # a resumed run counts its earlier tasks
-            self.summary.counts[status] += count
+        self.tally = tally or RunTally()
+        self.hand_back = hand_back
+        # Per-task cancel tokens, for executors whose submit takes one (the Executor protocol's):
+        # children of one run token, so cancelling the run reaches every attempt.
+        self._run_token = _new_token() if _accepts_cancel(executor) else None
+        self._nothing_yet = False  # the source said NOTHING_YET: pull again only after a wake
         self.stop_reason: Optional[str] = None
         self._source_failed = False
         self._running_cancelled = False
@@ -198,11 +281,15 @@ class Scheduler:
         self._done: queue.SimpleQueue[concurrent.futures.Future] = queue.SimpleQueue()
         self.stop_request.future.add_done_callback(self._done.put)
 
+    def wake(self) -> None:
+        """A source that said NOTHING_YET may have a task now (thread-safe)."""
+        self._done.put(_WAKE)
+
     def _finish(self, result: TaskResult) -> None:
-        self.summary.add(result)
+        self.tally.add(result)
         self.hook.parallelr_task_finish(run=self.run_info, result=result)
         if self.stop_reason is None and result.status.is_failure:
-            reason = self.summary.stop_reason(self.stop_limits)
+            reason = self.tally.stop_reason(self.stop_limits)
             if reason:
                 self.stop_reason = reason
                 log.warning("Stop limits reached: %s; no new tasks are started", reason)
@@ -224,8 +311,8 @@ class Scheduler:
     def _stopping(self) -> bool:
         return self.stop_reason is not None or self.stop_request.future.done()
 
-    def _pull(self, numbered: Iterator[Task]) -> Optional[Task]:
-        """The next new task, or None when the source is exhausted (or failed)."""
+    def _pull(self, numbered: Iterator[Union[Task, Any]]) -> Union[Task, Any, None]:
+        """The next new task, NOTHING_YET, or None when the source is exhausted (or failed)."""
         try:
             return next(numbered, None)
         except ParallelrError as exc:  # e.g. the arguments file changed under the run
@@ -234,7 +321,9 @@ class Scheduler:
             self._source_failed = True
             return None
 
-    def run(self, tasks: Iterable[Task]) -> RunSummary:
+    def run(self, tasks: Iterable[Task]) -> RunOutcome:
+        """Run every task of ``tasks`` (pulled one at a time) and say how the scheduling ended;
+        the tally then has every task's final result."""
         numbered = _numbered(tasks)
         free_slots: List[int] = list(range(1, self.workers + 1))  # already a heap
         pending: Dict[concurrent.futures.Future, Tuple[Task, int]] = {}
@@ -247,15 +336,18 @@ class Scheduler:
                     break
                 if self._retries and self._retries[0][0] <= now:
                     task = heapq.heappop(self._retries)[2]
-                elif exhausted:
+                elif exhausted or self._nothing_yet:
                     break
                 else:
                     task = self._pull(numbered)
                     if task is None:
                         exhausted = True
                         break
+                    if task is NOTHING_YET:
+                        self._nothing_yet = True
+                        break
                 worker_id = heapq.heappop(free_slots)
-                future = self.executor.submit(task, worker_id)
+                future = self._submit(task, worker_id)
                 pending[future] = (task, worker_id)
                 future.add_done_callback(self._done.put)
                 self.hook.parallelr_task_start(run=self.run_info, task=task, worker_id=worker_id)
@@ -264,20 +356,31 @@ class Scheduler:
             if not pending and (self._stopping or (exhausted and not self._retries)):
                 break
             done = self._completed(self._wake_in(free_slots, next_start, exhausted))
+            if _WAKE in done:
+                self._nothing_yet = False
             if self.stop_request.reason is not None and pending and not self._running_cancelled:
                 self._running_cancelled = True
+                if self._run_token is not None:
+                    self._run_token.cancel(_SHUTDOWN_REASON)
                 self.executor.shutdown(cancel=True)
                 done += self._completed(0.0)
             for future in done:
                 if future is self.stop_request.future or future not in pending:
                     continue
                 task, worker_id = pending.pop(future)
+                self.control.untrack(task.index)
                 self._settle(_result_of(future, task, worker_id))
                 heapq.heappush(free_slots, worker_id)
         self._cancel_waiting(numbered)
-        interrupted = self.stop_request.reason
-        exit_code = exit_code_for(self.summary, self.stop_reason, self.stop_request)
-        return self.summary.build(self.stop_reason, interrupted, exit_code)
+        request = self.stop_request
+        return RunOutcome(self.stop_reason, request.reason, request.exit_code if request.reason else None)
+
+    def _submit(self, task: Task, worker_id: int) -> concurrent.futures.Future:
+        if self._run_token is None:
+            return self.executor.submit(task, worker_id)
+        token = self._run_token.child()
+        self.control.track(task.index, token)
+        return self.executor.submit(task, worker_id, cancel=token)
 
     def _completed(self, timeout: Optional[float]) -> List[concurrent.futures.Future]:
         """Futures that completed (and the stop request, once it is made), waiting up to
@@ -317,18 +420,47 @@ class Scheduler:
             return
         while self._retries:
             _, _, task, last = heapq.heappop(self._retries)
+            if self.hand_back is not None:
+                self.hand_back(task)
+                continue
             self._finish(TaskResult.cancelled(
                 task, f"Retry not started: {why} (attempt {last.attempt}: {last.error_message})"
             ))
-        if self._source_failed:  # a failed source cannot be iterated further
+        # A failed source cannot be iterated further; one that takes tasks back keeps its own.
+        if self._source_failed or self.hand_back is not None:
             return
         for task in remaining:
             self._finish(TaskResult.cancelled(task, f"Not started: {why}"))
 
 
-def _numbered(tasks: Iterable[Task]) -> Iterator[Task]:
-    """Number the tasks 1, 2, ... unless their source already did (a resumed run)."""
-    for index, task in enumerate(tasks, start=1):
+_SHUTDOWN_REASON = "Cancelled by shutdown"
+_WAKE: Any = concurrent.futures.Future()  # put into the completion queue by Scheduler.wake
+
+
+def _new_token() -> Any:
+    from parallelr.cancel import CancelToken
+
+    return CancelToken()
+
+
+def _accepts_cancel(executor: Any) -> bool:
+    """Whether ``executor.submit`` takes a per-task ``cancel`` token (the Executor protocol's);
+    an executor written before it still works, without per-task cancel."""
+    try:
+        return "cancel" in inspect.signature(executor.submit).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _numbered(tasks: Iterable[Any]) -> Iterator[Any]:
+    """Number the tasks 1, 2, ... unless their source already did (a resumed run);
+    NOTHING_YET passes through and takes no number."""
+    index = 0
+    for task in tasks:
+        if task is NOTHING_YET:
+            yield task
+            continue
+        index += 1
         yield task if task.index else attrs.evolve(task, index=index)
 
 

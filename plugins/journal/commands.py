@@ -10,11 +10,12 @@ from typing import IO, Any, Dict, Iterator, List, Optional, Sequence
 
 from parallelr.commands import Command
 from parallelr.errors import UsageError
-from parallelr.plugins.journal.processes import shown_state
-from parallelr.plugins.journal.records import JobRecord, RunRecord
+from parallelr.jobs.liveness import shown_state
+from parallelr.jobs.records import JobRecord, RunRecord
+from parallelr.jobs.sqlite import SQLiteJobStore
+from parallelr.jobs.states import JOB_STATES
+from parallelr.plugins.journal.database import JournalUnavailable, journal_path, open_journal
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
-from parallelr.plugins.journal.schema import JOB_STATES
-from parallelr.plugins.journal.store import JournalStore, JournalUnavailable, journal_path
 from parallelr.plugins.journal.tables import iso_time, local_time, shorten, write_table
 
 ERROR_WIDTH = 60  # characters of a task's last error in a table (JSON has all of it)
@@ -22,10 +23,10 @@ UNFINISHED_STATES = ("pending", "running", "failed", "timeout")  # counted as PE
 
 
 # -- shared -------------------------------------------------------------------------------------
-def _open(config: Any) -> Optional[JournalStore]:
+def _open(config: Any) -> Optional[SQLiteJobStore]:
     """The journal, or None if no run was ever recorded (reading never creates it)."""
     try:
-        return JournalStore.open(journal_path(config.settings, config.home), create=False)
+        return open_journal(journal_path(config.settings, config.home), create=False)
     except JournalUnavailable as exc:
         raise exc.without_hint() from None
 
@@ -34,7 +35,7 @@ def _path(config: Any) -> str:
     return str(journal_path(config.settings, config.home))
 
 
-def _counts(store: JournalStore, run: RunRecord) -> Dict[str, int]:
+def _counts(store: SQLiteJobStore, run: RunRecord) -> Dict[str, int]:
     counts = store.job_counts(run.id)
     return {
         "tasks": sum(counts.values()),
@@ -45,7 +46,7 @@ def _counts(store: JournalStore, run: RunRecord) -> Dict[str, int]:
     }
 
 
-def _run_dict(store: JournalStore, run: RunRecord) -> Dict[str, Any]:
+def _run_dict(store: SQLiteJobStore, run: RunRecord) -> Dict[str, Any]:
     return {
         "id": run.id, "app_name": run.app_name, "state": shown_state(run),
         "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
@@ -56,7 +57,7 @@ def _run_dict(store: JournalStore, run: RunRecord) -> Dict[str, Any]:
     }
 
 
-def _find_run(store: Optional[JournalStore], wanted: str, config: Any) -> RunRecord:
+def _find_run(store: Optional[SQLiteJobStore], wanted: str, config: Any) -> RunRecord:
     run = None
     if store is not None:
         run = store.latest_run() if wanted == LAST else store.get_run(wanted)
@@ -106,7 +107,7 @@ def _runs(config: Any, out: IO[str] = sys.stdout) -> int:
             store.close()
 
 
-def _runs_list(store: Optional[JournalStore], options: Any, config: Any, out: IO[str]) -> int:
+def _runs_list(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
     if options.limit < 0:
         raise UsageError("--limit takes a number of runs, 0 for all")
     runs = store.list_runs(options.limit or None) if store is not None else []
@@ -129,7 +130,7 @@ def _runs_list(store: Optional[JournalStore], options: Any, config: Any, out: IO
     return 0
 
 
-def _runs_show(store: Optional[JournalStore], options: Any, config: Any, out: IO[str]) -> int:
+def _runs_show(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
     run = _find_run(store, options.run_id, config)
     assert store is not None
     jobs = store.iter_jobs(run.id, states=options.state)
@@ -198,7 +199,7 @@ def _dlq(config: Any, out: IO[str] = sys.stdout) -> int:
             store.close()
 
 
-def _dlq_list(store: Optional[JournalStore], options: Any, out: IO[str]) -> int:
+def _dlq_list(store: Optional[SQLiteJobStore], options: Any, out: IO[str]) -> int:
     jobs = store.dead_jobs(options.run) if store is not None else iter(())
     if options.json:
         _write_json_lines(out, "[", (_job_dict(job) for job in jobs), "]")
@@ -221,7 +222,7 @@ def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _selected_dead(store: Optional[JournalStore], options: Any, config: Any) -> List[JobRecord]:
+def _selected_dead(store: Optional[SQLiteJobStore], options: Any, config: Any) -> List[JobRecord]:
     if options.all and options.ids:
         raise UsageError("dlq retry takes job IDs or --all, not both")
     if not options.all and not options.ids:
@@ -266,7 +267,7 @@ def _run_child(argv: Sequence[str]) -> int:
         raise
 
 
-def _dlq_retry(store: Optional[JournalStore], options: Any, config: Any, out: IO[str]) -> int:
+def _dlq_retry(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
     jobs = _selected_dead(store, options, config)
     if not jobs:
         out.write(f"No dead tasks{' in run ' + options.run if options.run else ''} to retry.\n")
@@ -285,7 +286,7 @@ def _dlq_retry(store: Optional[JournalStore], options: Any, config: Any, out: IO
         out.write(f"Retrying {len(ids)} dead task(s) of run {run_id}\n")
         out.flush()
         _run_child(resume_command(config, run_id, only))
-    after = JournalStore.open(store.path, create=False)
+    after = open_journal(store.path, create=False)
     if after is None:
         return 1
     try:

@@ -1,8 +1,7 @@
-"""Processes behind a stored run: is its runner alive, and which of its tasks outlived it?
+"""Processes a dead run left behind: which of its tasks outlived their runner, and stopping them.
 
-A runner is identified by PID *and* process start time (psutil ``create_time``) on a host: a PID
-alone may have been reused by an unrelated process since. A task's processes are recognised by
-the markers the core puts in every task's environment, ``PARALLELR_RUN_ID`` and
+Whether a runner is alive is the core's rule (:mod:`parallelr.jobs.liveness`). A task's processes
+are recognised by the markers the core puts in every task's environment, ``PARALLELR_RUN_ID`` and
 ``PARALLELR_TASK_INDEX``: the runner never reports a running task's PID to the scheduler thread
 (and a killed runner reports nothing), so the environment is what survives it.
 """
@@ -12,59 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-from typing import TYPE_CHECKING, List, Optional, Set
+from typing import TYPE_CHECKING, List, Set
 
 import attrs
 
 if TYPE_CHECKING:
     import psutil
 
-from parallelr import registry
-from parallelr.plugins.journal.records import RunRecord
-from parallelr.registry import CREATE_TIME_TOLERANCE
-
 RUN_ID_VARIABLE = "PARALLELR_RUN_ID"
 TASK_INDEX_VARIABLE = "PARALLELR_TASK_INDEX"
 TERMINATE_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for a dead run's leftover tasks
-
-
-def this_host() -> str:
-    return socket.gethostname()
-
-
-def own_create_time() -> Optional[float]:
-    return registry.own_create_time()  # the same figure as psutil's, without importing it
-
-
-def runner_alive(pid: Optional[int], create_time: Optional[float], host: Optional[str]) -> bool:
-    """True if the process that ran (or runs) a run is still that process.
-
-    A runner on another host cannot be checked from here and counts as alive (never resume a
-    run that may still be going somewhere else by mistake).
-    """
-    import psutil  # only resume and run listings need it
-
-    if host and host != this_host():
-        return True
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if create_time is not None and abs(process.create_time() - create_time) > CREATE_TIME_TOLERANCE:
-            return False
-        return process.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except psutil.AccessDenied:  # exists, but not ours to inspect: assume it is that runner
-        return True
-
-
-def shown_state(run: RunRecord) -> str:
-    """The state to show: a ``running`` run whose runner is gone is ``crashed``."""
-    if run.state == "running" and not runner_alive(run.pid, run.create_time, run.host):
-        return "crashed"
-    return run.state
 
 
 @attrs.frozen

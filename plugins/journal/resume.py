@@ -15,10 +15,12 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import attrs
 
 from parallelr.errors import ParallelrError, UsageError
+from parallelr.jobs.liveness import is_alive
+from parallelr.jobs.records import RunRecord
+from parallelr.jobs.sqlite import SQLiteJobStore
+from parallelr.jobs.states import counted_as as status_counted_as
 from parallelr.model import ResumePlan, Task, TaskStatus
-from parallelr.plugins.journal.processes import runner_alive
-from parallelr.plugins.journal.records import RunRecord, status_counted_as
-from parallelr.plugins.journal.store import JournalStore
+from parallelr.plugins.journal.database import open_journal
 
 LAST = "last"
 ONLY_DEAD = "dead"  # --resume-only dead: every dead job of the run (dlq retry --all)
@@ -73,7 +75,7 @@ def parse_only(text: Optional[str]) -> Optional[Tuple[str, Tuple[int, ...]]]:
     return ("ids", tuple(ids))
 
 
-def find_run(store: JournalStore, wanted: str, app_name: str) -> RunRecord:
+def find_run(store: SQLiteJobStore, wanted: str, app_name: str) -> RunRecord:
     """The run named by ``--resume``: an ID, or ``last`` (the newest run of this app)."""
     if wanted == LAST:
         run = store.latest_run(app_name)
@@ -91,7 +93,7 @@ def find_run(store: JournalStore, wanted: str, app_name: str) -> RunRecord:
 
 
 def check_not_running(run: RunRecord) -> None:
-    if run.state == "running" and runner_alive(run.pid, run.create_time, run.host):
+    if is_alive(run):  # the lease rule of parallelr.jobs.liveness
         where = f" on {run.host}" if run.host else ""
         raise UsageError(
             f"run {run.id} is still running (PID {run.pid}{where}); stop it with -k {run.pid} first"
@@ -106,7 +108,7 @@ class Selection:
     mode: str = "unfinished"  # "unfinished", "dead" or "ids"
     job_ids: Tuple[int, ...] = ()
 
-    def chosen_ids(self, store: JournalStore) -> Optional[List[int]]:
+    def chosen_ids(self, store: SQLiteJobStore) -> Optional[List[int]]:
         """The explicit job IDs (checked), or None for "every job not succeeded"."""
         if self.mode == "unfinished":
             return None
@@ -139,7 +141,7 @@ class StoredTasks:
         return self.count
 
     def __iter__(self) -> Iterator[Task]:
-        store = JournalStore.open(self.path, create=False)
+        store = open_journal(self.path, create=False)
         if store is None:
             raise ParallelrError(f"the journal {self.path} disappeared while run {self.run_id} resumed")
         try:
@@ -154,7 +156,7 @@ class StoredTasks:
 
 
 def previous_counts(
-    store: JournalStore, run_id: str, chosen: Optional[Sequence[int]]
+    store: SQLiteJobStore, run_id: str, chosen: Optional[Sequence[int]]
 ) -> Dict[TaskStatus, int]:
     """How the jobs that do not run again count in the summary (by their stored outcome)."""
     counts = store.state_counts(run_id)
@@ -172,7 +174,7 @@ def previous_counts(
     return previous
 
 
-def build_plan(store: JournalStore, selection: Selection) -> Tuple[ResumePlan, Optional[List[int]]]:
+def build_plan(store: SQLiteJobStore, selection: Selection) -> Tuple[ResumePlan, Optional[List[int]]]:
     """The resume plan for ``selection``, and the explicit job IDs it runs (None: all not succeeded)."""
     chosen = selection.chosen_ids(store)
     if chosen is None:

@@ -48,10 +48,11 @@ def parallelr_addoption(parser: Any) -> None:
 def parallelr_configure(config: Any) -> None:
     if config.preset != NAME:
         return
-    options = config.options
-    if not options.project:
-        options.project = new_project_id()
-    if not options.Command:
-        options.Command = f"tasker @TASK@ -p {shlex.quote(options.project)} -r"
-    if options.arguments_file and not options.env_var:
-        options.env_var = ("HOSTNAME",)
+    request = config.request
+    project = request.option("project") or new_project_id()
+    changes: Dict[str, Any] = {"project": project}
+    if not request.command:
+        changes["Command"] = f"tasker @TASK@ -p {shlex.quote(project)} -r"
+    if request.arguments_file and not request.env_names:
+        changes["env_var"] = ("HOSTNAME",)
+    config.request = request.with_options(**changes)

@@ -1,4 +1,8 @@
-"""Console reporter: a line per task start and finish on stdout, and the summary block at the end."""
+"""Console reporter: a line per task start and finish on stdout, and the summary block at the end.
+
+The module only registers a :class:`ConsoleReporter` per run (``-p no:console`` blocks the module,
+so nothing is registered); the object holds that run's state, so one process can run two batches.
+"""
 
 from __future__ import annotations
 
@@ -9,62 +13,71 @@ from typing import Any, Optional
 
 from parallelr.console import ConsoleHandler
 from parallelr.hookspecs import hookimpl
-from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
-from parallelr.report import LineLogger, summary_lines, task_label
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult
+from parallelr.report import (
+    LineLogger,
+    LogLine,
+    register_reporter,
+    summary_lines,
+    task_finished,
+    task_retrying,
+    task_started,
+)
 
-_lines: Optional[LineLogger] = None
-
-
-def _counter(run: RunInfo, task: Task) -> str:
-    total = run.task_count if run.task_count is not None else "?"
-    return f"[{task.index}/{total}]"
-
-
-@hookimpl
-def parallelr_run_start(run: RunInfo) -> None:
-    global _lines
-    handler = ConsoleHandler(run.settings.logging.console_format)
-    _lines = LineLogger("parallelr.console", handler, logging.getLevelName(run.settings.logging.level))
+REPORTER_NAME = "console-reporter"
 
 
 @hookimpl
-def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
-    if _lines is not None and _lines.enabled(logging.INFO):
-        again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
-        _lines.log(logging.INFO, "%s Worker %d: Starting task %s%s", _counter(run, task), worker_id,
-                   task_label(task), again)
+def parallelr_configure(config: Any) -> None:
+    register_reporter(config.pluginmanager, REPORTER_NAME, ConsoleReporter())
 
 
-@hookimpl
-def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
-    if _lines is not None:
-        _lines.log(
-            logging.WARNING, "%s Task %s (attempt %d): %s: %s; retrying in %gs", _counter(run, result.task),
-            result.status.value, result.attempt, task_label(result.task), result.error_message, delay,
-        )
+class ConsoleReporter:
+    """The console lines of one run: ``[i/N]`` in front of the per-task lines of report.py.
 
+    The hooks are ``trylast`` so that the reporters observe a run after the other plugins (the
+    journal) have acted in the same hook, as when they were modules registered first; among the
+    trylast reporters pluggy calls the earliest registered first, which keeps their old order.
+    """
 
-@hookimpl
-def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
-    if _lines is None:
-        return
-    if result.status is TaskStatus.SUCCESS:
-        if _lines.enabled(logging.INFO):
-            _lines.log(logging.INFO, "%s Task completed: %s (%.2fs)", _counter(run, result.task),
-                       task_label(result.task), result.duration)
-        return
-    _lines.log(logging.WARNING, "%s Task %s: %s: %s", _counter(run, result.task), result.status.value,
-               task_label(result.task), result.error_message or "no details")
+    def __init__(self) -> None:
+        self._lines: Optional[LineLogger] = None
 
+    def _counter(self, run: RunInfo, task: Task) -> str:
+        total = run.task_count if run.task_count is not None else "?"
+        return f"[{task.index}/{total}]"
 
-@hookimpl
-def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
-    global _lines
-    text = "\n".join(summary_lines(run, summary))
-    stream: Any = sys.stdout
-    try:
-        stream.write("\n" + text + "\n")
-        stream.flush()
-    except (BrokenPipeError, ValueError):  # the console went away; the files keep the summary
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    _lines = None
+    def _log(self, run: RunInfo, task: Task, line: LogLine) -> None:
+        level, message, args = line
+        lines = self._lines
+        if lines is not None and lines.enabled(level):  # the counter only for a line that is written
+            lines.log(level, "%s " + message, self._counter(run, task), *args)
+
+    @hookimpl(trylast=True)
+    def parallelr_run_start(self, run: RunInfo) -> None:
+        cfg = run.settings.logging
+        self._lines = LineLogger("parallelr.console", ConsoleHandler(cfg.console_format),
+                                 logging.getLevelName(cfg.level))
+
+    @hookimpl(trylast=True)
+    def parallelr_task_start(self, run: RunInfo, task: Task, worker_id: int) -> None:
+        self._log(run, task, task_started(task, worker_id))
+
+    @hookimpl(trylast=True)
+    def parallelr_task_retry(self, run: RunInfo, result: TaskResult, delay: float) -> None:
+        self._log(run, result.task, task_retrying(result, delay))
+
+    @hookimpl(trylast=True)
+    def parallelr_task_finish(self, run: RunInfo, result: TaskResult) -> None:
+        self._log(run, result.task, task_finished(result, no_message="no details"))
+
+    @hookimpl(trylast=True)
+    def parallelr_run_finish(self, run: RunInfo, summary: RunSummary) -> None:
+        text = "\n".join(summary_lines(run, summary))
+        stream: Any = sys.stdout
+        try:
+            stream.write("\n" + text + "\n")
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the console went away; the files keep the summary
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        self._lines = None

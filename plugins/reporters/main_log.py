@@ -2,6 +2,9 @@
 
 It also receives every message of the core and plugins (the ``parallelr`` logger), so warnings
 and errors of a daemon run end up in a file someone can read.
+
+The module only registers a :class:`MainLogReporter` per run (``-p no:main_log`` blocks the module,
+so nothing is registered); the object holds that run's handler.
 """
 
 from __future__ import annotations
@@ -9,14 +12,28 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from parallelr.hookspecs import hookimpl
-from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
-from parallelr.report import LineLogger, summary_lines, task_label
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult
+from parallelr.report import (
+    ENCODING,
+    ERRORS,
+    LineLogger,
+    LogLine,
+    register_reporter,
+    summary_lines,
+    task_finished,
+    task_retrying,
+    task_started,
+)
 
-_handler: Optional[logging.Handler] = None
-_task_log: Optional[LineLogger] = None  # task lines go to the file only, not to the stderr handler
+REPORTER_NAME = "main-log-reporter"
+
+
+@hookimpl
+def parallelr_configure(config: Any) -> None:
+    register_reporter(config.pluginmanager, REPORTER_NAME, MainLogReporter())
 
 
 class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
@@ -30,8 +47,7 @@ class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
 
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
         super().__init__(
-            filename, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8",
-            errors="backslashreplace",
+            filename, maxBytes=max_bytes, backupCount=backup_count, encoding=ENCODING, errors=ERRORS,
         )
         self._written = os.path.getsize(filename) if os.path.exists(filename) else 0
 
@@ -64,60 +80,55 @@ class _ProcessName(logging.Filter):
         return True
 
 
-@hookimpl
-def parallelr_run_start(run: RunInfo) -> None:
-    global _handler, _task_log
-    cfg = run.settings.logging
-    max_bytes = cfg.max_log_size_mb * 1024 * 1024
-    handler = _CountingRotatingHandler(run.paths.main_log, max_bytes, cfg.backup_count)
-    handler.setFormatter(logging.Formatter(cfg.file_format))
-    handler.addFilter(_ProcessName(run.pid))
-    handler.setLevel(cfg.level)
-    logging.getLogger("parallelr").addHandler(handler)  # the core's and plugins' messages too
-    _handler = handler
-    _task_log = LineLogger("parallelr.main_log", handler, logging.getLevelName(cfg.level))
-    _task_log.log(
-        logging.INFO, "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
-        "?" if run.task_count is None else run.task_count, run.workers, run.executor, run.command_template,
-    )
+class MainLogReporter:
+    """The main log of one run. Its hooks are ``trylast`` for the reason ConsoleReporter's are:
+    a plugin's last messages in a hook (the journal's, at run finish) still reach this file."""
 
+    def __init__(self) -> None:
+        self._handler: Optional[logging.Handler] = None
+        # task lines go to the file only, not through the ``parallelr`` logger to the console too
+        self._task_log: Optional[LineLogger] = None
 
-@hookimpl
-def parallelr_task_start(run: RunInfo, task: Task, worker_id: int) -> None:
-    if _task_log is not None and _task_log.enabled(logging.INFO):
-        again = f" (attempt {task.attempt})" if task.attempt > 1 else ""
-        _task_log.log(logging.INFO, "Worker %d: Starting task %s%s", worker_id, task_label(task), again)
+    def _log(self, line: LogLine) -> None:
+        if self._task_log is not None:
+            level, message, args = line
+            self._task_log.log(level, message, *args)
 
-
-@hookimpl
-def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None:
-    if _task_log is not None:
-        _task_log.log(
-            logging.WARNING, "Task %s (attempt %d): %s: %s; retrying in %gs", result.status.value,
-            result.attempt, task_label(result.task), result.error_message, delay,
+    @hookimpl(trylast=True)
+    def parallelr_run_start(self, run: RunInfo) -> None:
+        cfg = run.settings.logging
+        max_bytes = cfg.max_log_size_mb * 1024 * 1024
+        handler = _CountingRotatingHandler(run.paths.main_log, max_bytes, cfg.backup_count)
+        handler.setFormatter(logging.Formatter(cfg.file_format))
+        handler.addFilter(_ProcessName(run.pid))
+        handler.setLevel(cfg.level)
+        logging.getLogger("parallelr").addHandler(handler)  # the core's and plugins' messages too
+        self._handler = handler
+        self._task_log = LineLogger("parallelr.main_log", handler, logging.getLevelName(cfg.level))
+        self._task_log.log(
+            logging.INFO, "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
+            "?" if run.task_count is None else run.task_count, run.workers, run.executor,
+            run.command_template,
         )
 
+    @hookimpl(trylast=True)
+    def parallelr_task_start(self, run: RunInfo, task: Task, worker_id: int) -> None:
+        self._log(task_started(task, worker_id))
 
-@hookimpl
-def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
-    if _task_log is None:
-        return
-    if result.status is TaskStatus.SUCCESS:
-        if _task_log.enabled(logging.INFO):
-            _task_log.log(
-                logging.INFO, "Task completed: %s (%.2fs)", task_label(result.task), result.duration
-            )
-        return
-    _task_log.log(logging.WARNING, "Task %s: %s: %s", result.status.value, task_label(result.task),
-                  result.error_message)
+    @hookimpl(trylast=True)
+    def parallelr_task_retry(self, run: RunInfo, result: TaskResult, delay: float) -> None:
+        self._log(task_retrying(result, delay))
 
+    @hookimpl(trylast=True)
+    def parallelr_task_finish(self, run: RunInfo, result: TaskResult) -> None:
+        self._log(task_finished(result))
 
-@hookimpl
-def parallelr_run_finish(run: RunInfo, summary: RunSummary) -> None:
-    global _handler, _task_log
-    if _handler is None or _task_log is None:
-        return
-    _task_log.log(logging.INFO, "Run finished\n%s", "\n".join(summary_lines(run, summary)))
-    logging.getLogger("parallelr").removeHandler(_handler)
-    _handler.close()
-    _handler = _task_log = None
+    @hookimpl(trylast=True)
+    def parallelr_run_finish(self, run: RunInfo, summary: RunSummary) -> None:
+        handler, task_log = self._handler, self._task_log
+        if handler is None or task_log is None:
+            return
+        task_log.log(logging.INFO, "Run finished\n%s", "\n".join(summary_lines(run, summary)))
+        logging.getLogger("parallelr").removeHandler(handler)
+        handler.close()
+        self._handler = self._task_log = None

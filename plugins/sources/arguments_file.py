@@ -153,22 +153,19 @@ def _changed(path: str, detail: str) -> SourceError:
 
 @hookimpl
 def parallelr_collect_tasks(config: Any) -> Optional[ArgumentTasks]:
-    options = config.options
-    arguments_file = getattr(options, "arguments_file", None)
-    if not arguments_file:
+    request = config.request
+    if not request.arguments_file:
         return None
-    path = _checked_arguments_file(arguments_file)
-    template_path = _checked_template(
-        getattr(options, "TasksDir", None) or [], config.settings.advanced.max_file_size
-    )
-    env_names = tuple(getattr(options, "env_var", None) or ())
-    template = CommandTemplate.parse(options.Command, env_names, shell=bool(getattr(options, "shell", False)))
+    path = _checked_arguments_file(request.arguments_file)
+    template_path = _checked_template(request.task_paths, config.settings.advanced.max_file_size)
+    env_names = request.env_names
+    template = CommandTemplate.parse(request.command, env_names, shell=request.shell)
     _check_template_use(template, template_path, env_names, path)
     plan = ArgumentsPlan(
         path=path,
         template=template,
         template_path=template_path,
-        separator=getattr(options, "separator", None),
+        separator=request.separator,
         env_names=env_names,
         max_argument_length=config.settings.security.max_argument_length,
     )

@@ -23,14 +23,14 @@ _GLOB_CHARACTERS = frozenset("*?[")
 
 @hookimpl
 def parallelr_collect_tasks(config: Any) -> Optional[List[Task]]:
-    options = config.options
-    if getattr(options, "arguments_file", None) or not getattr(options, "TasksDir", None):
+    request = config.request
+    if request.arguments_file or not request.task_paths:
         return None
-    shell = bool(getattr(options, "shell", False))
-    template = CommandTemplate.parse(options.Command, (), shell=shell)
+    shell = request.shell
+    template = CommandTemplate.parse(request.command, (), shell=shell)
     if not template.uses_task:
         logger.warning("the command has no @TASK@ placeholder: every task runs the same command")
-    paths = find_task_files(options.TasksDir, getattr(options, "file_extension", None))
+    paths = find_task_files(request.task_paths, request.file_extension)
     max_argument_length = config.settings.security.max_argument_length
     tasks = []
     for path in paths:

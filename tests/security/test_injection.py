@@ -20,6 +20,7 @@ from parallelr.command import CommandTemplate
 from parallelr.errors import CommandError, SourceError
 from parallelr.model import ExecutionLimits, TaskStatus
 from parallelr.plugins.sources import arguments_file, task_files
+from parallelr.request import RunRequest
 
 try:
     from parallelr.config import Settings
@@ -59,7 +60,7 @@ def make_config(**options):
     defaults = dict(TasksDir=[], Command="", arguments_file=None, separator=None, env_var=())
     defaults.update(file_extension=None, shell=False)
     defaults.update(options)
-    return types.SimpleNamespace(options=types.SimpleNamespace(**defaults), settings=settings())
+    return types.SimpleNamespace(request=RunRequest.from_options(defaults), settings=settings())
 
 
 @pytest.fixture

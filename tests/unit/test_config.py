@@ -13,6 +13,7 @@ import yaml
 
 from parallelr.config import (
     AdvancedSection,
+    Between,
     ConfigFile,
     ExecutionSection,
     LimitsSection,
@@ -22,6 +23,7 @@ from parallelr.config import (
     Settings,
     load_settings,
     script_config_dir,
+    setting,
     settings_as_dict,
 )
 from parallelr.errors import ConfigError, UsageError
@@ -662,3 +664,36 @@ def test_fifo_in_place_of_config_file_is_an_error_not_a_hang(script_dir: Path, h
     with pytest.raises(ConfigError) as info:
         load(script_dir, home)
     assert str(info.value) == f"cannot read config file {script_dir / 'parallelr.yaml'}: not a regular file"
+
+
+# --- sections that plugins declare (parallelr_settings_sections) --------------------------------
+@attrs.frozen
+class DemoSection:
+    """A plugin's own section: same rules as the core's."""
+
+    address: str = setting("tcp://127.0.0.1:8786")
+    workers: int = setting(2, rule=Between(1, 64))
+
+
+def test_a_plugin_section_is_read_with_the_core_rules(script_dir, home):
+    write(script_dir / "parallelr.yaml", "demo:\n  workers: 4\n")
+    write(user_file(home), "demo:\n  addres: tcp://10.0.0.1:1\n  workers: 500\n")
+
+    loaded = load_settings(home=home, script_dir=script_dir, extra_sections={"demo": DemoSection})
+
+    assert loaded.settings.demo == DemoSection(address="tcp://127.0.0.1:8786", workers=4)
+    assert isinstance(loaded.settings, Settings) and loaded.settings.limits == LimitsSection()
+    assert len(loaded.warnings) == 2
+    assert "unknown setting demo.addres (did you mean demo.address?)" in loaded.warnings[0]
+    assert "demo.workers = 500 is not valid" in loaded.warnings[1]
+
+
+def test_without_the_plugin_its_section_is_an_unknown_one(script_dir, home):
+    write(user_file(home), "demo:\n  workers: 4\n")
+    (warning,) = load_settings(home=home, script_dir=script_dir).warnings
+    assert "unknown section 'demo'" in warning
+
+
+def test_a_plugin_cannot_declare_a_core_section(script_dir, home):
+    with pytest.raises(ConfigError, match="the settings section 'limits', which the core has"):
+        load_settings(home=home, script_dir=script_dir, extra_sections={"limits": DemoSection})

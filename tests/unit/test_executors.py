@@ -12,20 +12,12 @@ from typing import Any, Callable, Iterator, List
 import psutil
 import pytest
 
-from parallelr import process
 from parallelr.executor import ExecutorContext
 from parallelr.model import ExecutionLimits, Task, TaskStatus
 from parallelr.plugins.executors import process as process_executor
 from parallelr.plugins.executors import thread as thread_executor
 
 EXECUTORS = {"thread": thread_executor.ThreadExecutor, "process": process_executor.ProcessExecutor}
-
-
-@pytest.fixture(autouse=True)
-def _clean_cancellation() -> Iterator[None]:
-    process.reset_cancellation()
-    yield
-    process.reset_cancellation()  # the thread executor's shutdown cancels in this process
 
 
 @pytest.fixture(params=sorted(EXECUTORS))

@@ -1,4 +1,5 @@
-"""The journal's store, writer and resume planning, against a real SQLite file in tmp_path."""
+"""The journal plugin around the core store: where the journal is and its messages, resume
+planning, leftover processes, the writer thread, and the per-run JournalRun objects."""
 
 from __future__ import annotations
 
@@ -7,21 +8,33 @@ import contextlib
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
+import pluggy
 import psutil
 import pytest
+from test_jobs_sqlite import RUN_ID, make_tasks, mixed_run, new_run, open_store, result, run_info
 
+from parallelr import hookspecs
 from parallelr.config import Settings
 from parallelr.errors import UsageError
-from parallelr.model import RunInfo, RunPaths, RunSummary, Task, TaskResult, TaskStatus
-from parallelr.plugins.journal import processes
-from parallelr.plugins.journal import store as store_module
-from parallelr.plugins.journal.records import RunRecord
+from parallelr.jobs.liveness import this_host
+from parallelr.jobs.records import RunRecord
+from parallelr.jobs.sqlite import SQLiteJobStore
+from parallelr.model import RunSummary, TaskStatus
+from parallelr.plugins.journal import database, plugin, processes
+from parallelr.plugins.journal.database import (
+    JournalUnavailable,
+    journal_path,
+    journal_transaction,
+    open_journal,
+)
 from parallelr.plugins.journal.resume import (
     Selection,
     build_plan,
@@ -29,138 +42,51 @@ from parallelr.plugins.journal.resume import (
     parse_only,
     restore_options,
 )
-from parallelr.plugins.journal.schema import SCHEMA_VERSION
-from parallelr.plugins.journal.store import JournalStore, JournalUnavailable, journal_path
+from parallelr.plugins.journal.run import JournalRun
 from parallelr.plugins.journal.writer import JournalWriter
-
-RUN_ID = "20261123-104148-272c69"
-
-
-def run_info(tmp_path: Path, run_id: str = RUN_ID, resumed: bool = False, **options: Any) -> RunInfo:
-    logs = tmp_path / "logs"
-    paths = RunPaths(
-        home=str(tmp_path), log_dir=str(logs), workspace=str(tmp_path / "ws"), pid_file=str(tmp_path / "p"),
-        main_log=str(logs / "main.log"), summary_csv=str(logs / "s.csv"), output_log=str(logs / "o.txt"),
-    )
-    return RunInfo(
-        app_name="parallelr", pid=os.getpid(), started_at=time.time(), timestamp="23Nov26_104148",
-        settings=Settings(), paths=paths, command_template="bash @TASK@", executor="thread", workers=2,
-        task_count=None, options={"Command": "bash @TASK@", "max": 2, **options}, run_id=run_id,
-        resumed=resumed,
-    )
-
-
-def make_tasks(count: int) -> List[Task]:
-    return [
-        Task(argv=["bash", f"/t/t{n}.sh"], source=f"/t/t{n}.sh", env={"HOSTNAME": f"h{n}"},
-             arguments=(f"h{n}",), line_number=n, index=n)
-        for n in range(1, count + 1)
-    ]
-
-
-def result(task: Task, status: TaskStatus, attempt: Optional[int] = None, ran: bool = True,
-           error: str = "") -> TaskResult:
-    return TaskResult(
-        task=task, status=status, worker_id=1 if ran else 0, pid=4242 if ran else None,
-        exit_code=(0 if status is TaskStatus.SUCCESS else 1) if ran else None,
-        start_time=100.0 if ran else None, end_time=101.5 if ran else None, duration=1.5 if ran else 0.0,
-        memory_mb=3.0, cpu_percent=12.5, error_message=error, attempt=attempt or task.attempt,
-    )
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[JournalStore]:
-    store = JournalStore.open(tmp_path / "home" / "state.db")
-    assert store is not None
+def db(tmp_path: Path) -> Iterator[SQLiteJobStore]:
+    store = open_store(tmp_path / "home" / "state.db")
     yield store
     store.close()
 
 
-def new_run(db: JournalStore, tmp_path: Path, count: int, run_id: str = RUN_ID) -> List[Task]:
-    tasks = make_tasks(count)
-    with db.transaction():
-        db.insert_run(run_info(tmp_path, run_id), processes.own_create_time(), processes.this_host())
-        assert db.insert_jobs(run_id, tasks, max_attempts=3, now=50.0) == count
-    return tasks
+def unusable(path: Path, reason: str) -> str:
+    return f"cannot use the journal {path}: {reason}; run with --no-journal to run without it"
 
 
-def job_row(db: JournalStore, position: int, columns: str, run_id: str = RUN_ID) -> Tuple[Any, ...]:
-    return db.connection.execute(
-        f"SELECT {columns} FROM jobs WHERE run_id = ? AND position = ?", (run_id, position)
-    ).fetchone()
-
-
-# -- opening and schema -------------------------------------------------------------------------
-def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "dir" / "state.db"
-    store = JournalStore.open(path)
-    assert store is not None
-    connection = store.connection
-    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"runs", "jobs", "attempts", "settings"}
-    indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
-               if not row[0].startswith("sqlite_autoindex")}
-    assert indexes == {"runs_started", "jobs_due", "jobs_run_state", "jobs_queue_name"}
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
-    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    store.close()
-    again = JournalStore.open(path)  # opening an up-to-date database changes nothing
-    assert again is not None and again.connection.execute("PRAGMA user_version").fetchone()[0] == 1
-    again.close()
-
-
-def test_open_without_create_does_not_create(tmp_path: Path) -> None:
-    path = tmp_path / "none" / "state.db"
-    assert JournalStore.open(path, create=False) is None
-    assert not path.parent.exists()
-
-
-def test_a_corrupt_file_is_refused_in_one_line(tmp_path: Path) -> None:
+# -- where the journal is, and its messages -------------------------------------------------------
+def test_a_corrupt_journal_is_refused_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     path.write_bytes(b"this is not a database, just some text that is long enough" * 20)
     with pytest.raises(JournalUnavailable) as caught:
-        JournalStore.open(path)
-    assert str(caught.value) == (
-        f"cannot use the journal {path}: file is not a database; run with --no-journal to run without it"
-    )
+        open_journal(path)
+    assert str(caught.value) == unusable(path, "file is not a database")
+    assert str(caught.value.without_hint()) == f"cannot use the journal {path}: file is not a database"
 
 
 def test_an_unusable_directory_is_refused(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(JournalUnavailable) as caught:
-        JournalStore.open(blocker / "state.db")
-    assert str(caught.value) == (
-        f"cannot use the journal {blocker / 'state.db'}: not a directory; "
-        "run with --no-journal to run without it"
-    )
+        open_journal(blocker / "state.db")
+    assert str(caught.value) == unusable(blocker / "state.db", "not a directory")
 
 
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+def test_a_locked_journal_fails_after_the_busy_timeout(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(database.BUSY_TIMEOUT_VARIABLE, "0.1")
     path = tmp_path / "state.db"
-    connection = sqlite3.connect(path)
-    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    connection.close()
-    with pytest.raises(JournalUnavailable, match="schema version 2 is newer than this parallelr understands"):
-        JournalStore.open(path)
-
-
-def test_a_locked_database_fails_after_the_busy_timeout(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(store_module.BUSY_TIMEOUT_VARIABLE, "0.1")
-    path = tmp_path / "state.db"
-    JournalStore.open(path).close()  # type: ignore[union-attr]
+    open_journal(path).close()  # type: ignore[union-attr]
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        store = JournalStore.open(path)
+        store = open_journal(path)
         assert store is not None
-        with pytest.raises(JournalUnavailable) as caught, store.guarded():
+        with pytest.raises(JournalUnavailable) as caught, journal_transaction(store):
             pass
-        assert str(caught.value) == (
-            f"cannot use the journal {path}: database is locked; run with --no-journal to run without it"
-        )
+        assert str(caught.value) == unusable(path, "database is locked")
         store.close()
     finally:
         holder.execute("ROLLBACK")
@@ -168,12 +94,12 @@ def test_a_locked_database_fails_after_the_busy_timeout(tmp_path: Path, monkeypa
 
 
 def test_busy_timeout_comes_from_the_environment(monkeypatch) -> None:
-    monkeypatch.setenv(store_module.BUSY_TIMEOUT_VARIABLE, "0.25")
-    assert store_module.busy_timeout() == 0.25
-    monkeypatch.setenv(store_module.BUSY_TIMEOUT_VARIABLE, "soon")
-    assert store_module.busy_timeout() == 5.0
-    monkeypatch.delenv(store_module.BUSY_TIMEOUT_VARIABLE)
-    assert store_module.busy_timeout() == 5.0
+    monkeypatch.setenv(database.BUSY_TIMEOUT_VARIABLE, "0.25")
+    assert database.busy_timeout() == 0.25
+    monkeypatch.setenv(database.BUSY_TIMEOUT_VARIABLE, "soon")
+    assert database.busy_timeout() == 5.0
+    monkeypatch.delenv(database.BUSY_TIMEOUT_VARIABLE)
+    assert database.busy_timeout() == 5.0
 
 
 def test_journal_path(tmp_path: Path, monkeypatch) -> None:
@@ -188,136 +114,8 @@ def test_journal_path(tmp_path: Path, monkeypatch) -> None:
     assert journal_path(relative, tmp_path / "parallelr") == tmp_path / "parallelr" / "db" / "x.db"
 
 
-# -- state transitions --------------------------------------------------------------------------
-def test_a_new_run_stores_every_task_as_pending(db: JournalStore, tmp_path: Path) -> None:
-    tasks = new_run(db, tmp_path, 3)
-    run = db.get_run(RUN_ID)
-    assert run is not None
-    assert (run.state, run.task_count, run.command, run.options["max"]) == ("running", 3, "bash @TASK@", 2)
-    assert run.pid == os.getpid()
-    jobs = list(db.iter_jobs(RUN_ID))
-    assert [(job.id, job.position, job.state, job.attempts, job.max_attempts) for job in jobs] == [
-        (1, 1, "pending", 0, 3), (2, 2, "pending", 0, 3), (3, 3, "pending", 0, 3)
-    ]
-    assert jobs[1].to_task() == Task(
-        argv=tasks[1].argv, source=tasks[1].source, env=tasks[1].env, arguments=tasks[1].arguments,
-        line_number=2, index=2, attempt=1,
-    )
-
-
-def test_task_states_through_start_retry_and_finish(db: JournalStore, tmp_path: Path) -> None:
-    tasks = new_run(db, tmp_path, 5)
-    with db.transaction():
-        db.task_started(RUN_ID, tasks[0], 1, now=200.0, owner="pid:7")
-    assert job_row(db, 1, "state, attempts, worker_id, started_at, lease_owner") == (
-        "running", 1, 1, 200.0, "pid:7"
-    )
-    with db.transaction():
-        db.attempt_ended(RUN_ID, result(tasks[0], TaskStatus.FAILED, error="Exit code 1"), 201.0, 0.5)
-        db.attempt_ended(RUN_ID, result(tasks[1], TaskStatus.TIMEOUT, error="Timeout"), 201.0, 2.0)
-        db.attempt_ended(RUN_ID, result(tasks[2], TaskStatus.ERROR, 3, error="not found"), 202.0, None)
-        db.attempt_ended(RUN_ID, result(tasks[3], TaskStatus.SUCCESS, attempt=2), 203.0, None)
-        never_ran = result(tasks[4], TaskStatus.CANCELLED, ran=False, error="Not started")
-        db.attempt_ended(RUN_ID, never_ran, 204.0, None)
-    columns = "state, attempts, next_attempt_at, lease_owner, exit_code, last_status, last_error"
-    assert job_row(db, 1, columns) == ("failed", 1, 201.5, None, 1, "FAILED", "Exit code 1")
-    assert job_row(db, 2, columns) == ("timeout", 1, 203.0, None, 1, "TIMEOUT", "Timeout")
-    assert job_row(db, 3, columns) == ("dead", 3, 202.0, None, 1, "ERROR", "not found")
-    assert job_row(db, 4, columns) == ("succeeded", 2, 203.0, None, 0, "SUCCESS", None)
-    assert job_row(db, 5, columns) == ("cancelled", 0, 204.0, None, None, "CANCELLED", "Not started")
-    assert job_row(db, 4, "pid, duration, memory_mb, cpu_percent") == (4242, 1.5, 3.0, 12.5)
-    history = [(a.job_id, a.attempt, a.status, a.exit_code) for n in range(1, 6) for a in db.attempts_of(n)]
-    assert history == [(1, 1, "FAILED", 1), (2, 1, "TIMEOUT", 1), (3, 3, "ERROR", 1), (4, 2, "SUCCESS", 0)]
-
-
-def test_a_batch_skips_superseded_starts_and_keeps_order(db: JournalStore, tmp_path: Path) -> None:
-    tasks = new_run(db, tmp_path, 3)
-    again = Task(argv=tasks[0].argv, source=tasks[0].source, index=1, attempt=2)
-    records = [
-        ("task_started", (RUN_ID, tasks[0], 1, 10.0, "pid:7")),
-        ("task_started", (RUN_ID, tasks[1], 2, 10.0, "pid:7")),
-        ("attempt_ended", (RUN_ID, result(tasks[0], TaskStatus.FAILED, error="Exit code 1"), 11.0, 0.5)),
-        ("task_started", (RUN_ID, again, 1, 11.5, "pid:7")),  # attempt 2 still runs at the end
-        ("attempt_ended", (RUN_ID, result(tasks[1], TaskStatus.SUCCESS), 12.0, None)),
-        ("task_started", (RUN_ID, tasks[2], 2, 12.0, "pid:7")),
-    ]
-    statements: List[str] = []
-    db.connection.set_trace_callback(statements.append)
-    with db.transaction():
-        db.apply_batch(records)
-    db.connection.set_trace_callback(None)
-    columns = "state, attempts, started_at, lease_owner"
-    assert job_row(db, 1, columns) == ("running", 2, 11.5, "pid:7")
-    assert job_row(db, 2, columns) == ("succeeded", 1, 100.0, None)
-    assert job_row(db, 3, columns) == ("running", 1, 12.0, "pid:7")
-    starts = [sql for sql in statements if sql.startswith("UPDATE jobs SET state = 'running'")]
-    assert len(starts) == 2  # task 2's start was superseded by its end in the same batch
-    assert [(a.job_id, a.attempt, a.status) for n in (1, 2) for a in db.attempts_of(n)] == [
-        (1, 1, "FAILED"), (2, 1, "SUCCESS")
-    ]
-
-
-@pytest.mark.parametrize(
-    ("summary", "state"),
-    [
-        (RunSummary(total=2, succeeded=2, failed=0, timed_out=0, errored=0, cancelled=0), "finished"),
-        (RunSummary(total=2, succeeded=1, failed=0, timed_out=0, errored=0, cancelled=1,
-                    interrupted_by="SIGINT", exit_code=130), "interrupted"),
-        (RunSummary(total=2, succeeded=0, failed=1, timed_out=0, errored=0, cancelled=1,
-                    stop_reason="5 consecutive failures", exit_code=1), "stopped"),
-    ],
-)
-def test_finish_run_states(db: JournalStore, tmp_path: Path, summary: RunSummary, state: str) -> None:
-    new_run(db, tmp_path, 2)
-    with db.transaction():
-        db.finish_run(RUN_ID, summary, 300.0)
-    row = db.connection.execute(
-        "SELECT state, ended_at, exit_code, total, succeeded, failed, cancelled FROM runs WHERE id = ?",
-        (RUN_ID,),
-    ).fetchone()
-    assert row == (state, 300.0, summary.exit_code, 2, summary.succeeded, summary.failed, summary.cancelled)
-
-
-def test_undecodable_text_round_trips(db: JournalStore, tmp_path: Path) -> None:
-    odd = "/t/caf\udce9.sh"  # a file name with a Latin-1 byte, as os.fsdecode gives it
-    task = Task(argv=["bash", odd], source=odd, arguments=("x\udcff",), index=1)
-    with db.transaction():
-        db.insert_run(run_info(tmp_path), None, "host")
-        db.insert_jobs(RUN_ID, [task], 1, 1.0)
-        db.attempt_ended(RUN_ID, result(task, TaskStatus.FAILED, error=f"cannot run {odd}"), 2.0, None)
-    (job,) = list(db.iter_jobs(RUN_ID))
-    assert (job.source, job.argv, job.arguments, job.last_error) == (odd, ("bash", odd), ("x\udcff",),
-                                                                      f"cannot run {odd}")
-
-
-def test_iter_jobs_pages_through_a_large_run(db: JournalStore, tmp_path: Path) -> None:
-    count = store_module.PAGE_SIZE * 2 + 3
-    new_run(db, tmp_path, count)
-    with db.transaction():
-        for position in range(1, count + 1, 2):
-            db.connection.execute("UPDATE jobs SET state = 'succeeded' WHERE position = ?", (position,))
-    assert [job.position for job in db.iter_jobs(RUN_ID)] == list(range(1, count + 1))
-    unfinished = db.iter_jobs(RUN_ID, exclude_succeeded=True)
-    assert [job.position for job in unfinished] == list(range(2, count + 1, 2))
-    assert [job.position for job in db.iter_jobs(RUN_ID, states=["succeeded"])][:3] == [1, 3, 5]
-
-
 # -- resume ---------------------------------------------------------------------------------------
-def mixed_run(db: JournalStore, tmp_path: Path) -> List[Task]:
-    """Seven tasks: succeeded, dead (FAILED), dead (TIMEOUT), cancelled, running (runner died),
-    pending (never started), succeeded."""
-    tasks = new_run(db, tmp_path, 7)
-    with db.transaction():
-        db.attempt_ended(RUN_ID, result(tasks[0], TaskStatus.SUCCESS), 1.0, None)
-        db.attempt_ended(RUN_ID, result(tasks[1], TaskStatus.FAILED, attempt=2), 1.0, None)
-        db.attempt_ended(RUN_ID, result(tasks[2], TaskStatus.TIMEOUT), 1.0, None)
-        db.attempt_ended(RUN_ID, result(tasks[3], TaskStatus.CANCELLED, ran=False), 1.0, None)
-        db.task_started(RUN_ID, tasks[4], 2, 1.0, "pid:1")
-        db.attempt_ended(RUN_ID, result(tasks[6], TaskStatus.SUCCESS), 1.0, None)
-    return tasks
-
-
-def test_resume_plans_everything_that_did_not_succeed(db: JournalStore, tmp_path: Path) -> None:
+def test_resume_plans_everything_that_did_not_succeed(db: SQLiteJobStore, tmp_path: Path) -> None:
     mixed_run(db, tmp_path)
     plan, chosen = build_plan(db, Selection(RUN_ID))
     assert chosen is None
@@ -328,7 +126,7 @@ def test_resume_plans_everything_that_did_not_succeed(db: JournalStore, tmp_path
     assert [(task.index, task.attempt) for task in plan.tasks] == first  # iterable again
 
 
-def test_resume_only_ids_counts_the_rest_as_they_ended(db: JournalStore, tmp_path: Path) -> None:
+def test_resume_only_ids_counts_the_rest_as_they_ended(db: SQLiteJobStore, tmp_path: Path) -> None:
     mixed_run(db, tmp_path)
     plan, chosen = build_plan(db, Selection(RUN_ID, "ids", (3,)))
     assert chosen == [3]
@@ -342,27 +140,12 @@ def test_resume_only_ids_counts_the_rest_as_they_ended(db: JournalStore, tmp_pat
     assert dict(dead_plan.previous) == {TaskStatus.SUCCESS: 2, TaskStatus.CANCELLED: 3}
 
 
-def test_resume_only_rejects_foreign_or_succeeded_jobs(db: JournalStore, tmp_path: Path) -> None:
+def test_resume_only_rejects_foreign_or_succeeded_jobs(db: SQLiteJobStore, tmp_path: Path) -> None:
     mixed_run(db, tmp_path)
     with pytest.raises(UsageError, match=f"job 1 of run {RUN_ID} already succeeded"):
         build_plan(db, Selection(RUN_ID, "ids", (1,)))
     with pytest.raises(UsageError, match=f"job 99 is not a task of run {RUN_ID}"):
         build_plan(db, Selection(RUN_ID, "ids", (2, 99)))
-
-
-def test_requeue_records_the_attempt_a_dead_runner_left_open(db: JournalStore, tmp_path: Path) -> None:
-    mixed_run(db, tmp_path)
-    with db.transaction():
-        assert db.requeue(RUN_ID, None, 500.0, "runner died") == 5
-    states = [(job.position, job.state) for job in db.iter_jobs(RUN_ID)]
-    assert states == [(1, "succeeded"), (2, "pending"), (3, "pending"), (4, "pending"), (5, "pending"),
-                      (6, "pending"), (7, "succeeded")]
-    assert [(a.attempt, a.status, a.error) for a in db.attempts_of(5)] == [(1, "CANCELLED", "runner died")]
-    assert [a.attempt for a in db.attempts_of(2)] == [2]  # finished attempts get no extra row
-    with db.transaction():
-        db.attempt_ended(RUN_ID, result(make_tasks(7)[1], TaskStatus.FAILED, attempt=3), 501.0, None)
-        assert db.requeue(RUN_ID, [2], 502.0, "x") == 1
-    assert job_row(db, 2, "state, next_attempt_at") == ("pending", 502.0)
 
 
 def test_parse_only() -> None:
@@ -395,31 +178,23 @@ def test_restore_options_fills_only_what_is_unset() -> None:
 
 
 # -- liveness -------------------------------------------------------------------------------------
-def _record(pid: Optional[int], create_time: Optional[float], host: Optional[str], state: str = "running"):
+def _record(pid: Optional[int], create_time: Optional[float], host: Optional[str]) -> RunRecord:
     return RunRecord(
         id=RUN_ID, app_name="parallelr", pid=pid, create_time=create_time, host=host, started_at=1.0,
-        ended_at=None, state=state, command="c", options={}, executor="thread", workers=1, task_count=1,
+        ended_at=None, state="running", command="c", options={}, executor="thread", workers=1, task_count=1,
         exit_code=None, main_log=None, summary_csv=None, output_log=None, resumes=0,
+        lease_owner="runner:1@h/x", lease_expires_at=time.time() + 30,
     )
 
 
-def test_runner_alive_needs_the_same_process() -> None:
-    me, created, host = os.getpid(), psutil.Process().create_time(), processes.this_host()
-    assert processes.runner_alive(me, created, host)
-    assert not processes.runner_alive(me, created - 10, host)  # the PID was reused
-    assert processes.runner_alive(me, created, "another-host")  # cannot tell: assume alive
-    dead = psutil.Popen(["true"])
-    dead.wait()
-    assert not processes.runner_alive(dead.pid, None, host)
-    assert processes.shown_state(_record(me, created, host)) == "running"
-    assert processes.shown_state(_record(me, created - 10, host)) == "crashed"
-    assert processes.shown_state(_record(me, created - 10, host, "finished")) == "finished"
+def test_a_live_run_is_refused_for_resume() -> None:
+    me, created, host = os.getpid(), psutil.Process().create_time(), this_host()
     with pytest.raises(UsageError) as caught:
         check_not_running(_record(me, created, host))
     assert str(caught.value) == (
         f"run {RUN_ID} is still running (PID {me} on {host}); stop it with -k {me} first"
     )
-    check_not_running(_record(me, created - 10, host))  # crashed: fine to resume
+    check_not_running(_record(me, created - 10, host))  # its PID proves it dead: fine to resume
 
 
 def test_find_leftovers_by_environment_marker(tmp_path: Path) -> None:
@@ -455,7 +230,7 @@ class FakeStore:
     """Counts transactions and records; ``block`` holds the writer inside its first transaction."""
 
     def __init__(self) -> None:
-        self.path = Path("fake.db")
+        self.location = "fake.db"
         self.transactions = 0
         self.applied: List[int] = []
         self.inside = threading.Event()
@@ -508,7 +283,7 @@ def test_writer_survives_a_failed_batch(caplog) -> None:
     assert "cannot record 1 task update(s): disk I/O error" in caplog.text
 
 
-def test_writer_commits_a_single_record_promptly(db: JournalStore, tmp_path: Path) -> None:
+def test_writer_commits_a_single_record_promptly(db: SQLiteJobStore, tmp_path: Path) -> None:
     tasks = new_run(db, tmp_path, 1)
     writer = JournalWriter(db)
     reader = sqlite3.connect(db.path)
@@ -526,3 +301,113 @@ def test_writer_commits_a_single_record_promptly(db: JournalStore, tmp_path: Pat
     finally:
         reader.close()
         writer.close(5)
+
+
+# -- one JournalRun per run ---------------------------------------------------------------------
+class StubConfig:
+    """What the journal reads of a config: options, settings, home, the run's plugin manager."""
+
+    def __init__(self, home: Path) -> None:
+        self.options = argparse.Namespace(resume=None, resume_only=None, no_journal=False, run=True)
+        self.settings = Settings()
+        self.home = home
+        self.app_name = "parallelr"
+        self.pluginmanager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.pluginmanager.add_hookspecs(hookspecs)
+
+
+def summary_of(total: int) -> RunSummary:
+    return RunSummary(total=total, succeeded=total, failed=0, timed_out=0, errored=0, cancelled=0)
+
+
+def test_configure_registers_a_journal_run_on_the_run_s_plugin_manager(tmp_path: Path) -> None:
+    config = StubConfig(tmp_path)
+    plugin.parallelr_configure(config)
+    (journal,) = [obj for obj in config.pluginmanager.get_plugins() if isinstance(obj, JournalRun)]
+    assert journal.config is config and journal.store is None  # nothing is opened before the run
+    config.pluginmanager.check_pending()  # its methods are real hooks
+
+
+def test_two_runs_at_once_keep_their_own_journal(tmp_path: Path) -> None:
+    """Two runs in one process, each with its own plugin manager (as run_batch makes them)."""
+    configs = [StubConfig(tmp_path), StubConfig(tmp_path)]
+    for config in configs:
+        plugin.parallelr_configure(config)
+    hooks = [config.pluginmanager.hook for config in configs]
+    runs = [run_info(tmp_path, "20261123-000000-aaaaaa"), run_info(tmp_path, "20261123-000000-bbbbbb")]
+    tasks = [make_tasks(2), make_tasks(3)]
+    for hook, run, planned in zip(hooks, runs, tasks):
+        hook.parallelr_run_planned(run=run, tasks=planned)
+    journals = [next(o for o in c.pluginmanager.get_plugins() if isinstance(o, JournalRun)) for c in configs]
+    assert journals[0].store is not journals[1].store and journals[0].writer is not journals[1].writer
+    for position in range(3):  # interleaved, as two scheduler threads would call them
+        for hook, run, planned in zip(hooks, runs, tasks):
+            if position < len(planned):
+                hook.parallelr_task_start(run=run, task=planned[position], worker_id=1)
+                hook.parallelr_task_finish(run=run, result=result(planned[position], TaskStatus.SUCCESS))
+        if position == 1:  # the first run ends while the second still records
+            hooks[0].parallelr_run_finish(run=runs[0], summary=summary_of(2))
+            assert journals[0].writer is None and journals[1].writer is not None
+    hooks[1].parallelr_run_finish(run=runs[1], summary=summary_of(3))
+    store = open_store(tmp_path / "state.db")
+    try:
+        for run, planned in zip(runs, tasks):
+            recorded = store.get_run(run.run_id)  # type: ignore[arg-type]
+            assert recorded is not None and (recorded.state, recorded.lease_owner) == ("finished", None)
+            jobs = list(store.iter_jobs(run.run_id))  # type: ignore[arg-type]
+            assert [job.state for job in jobs] == ["succeeded"] * len(planned)
+    finally:
+        store.close()
+
+
+def test_a_journal_run_records_its_own_run_only(tmp_path: Path) -> None:
+    journal = JournalRun(StubConfig(tmp_path))
+    mine, other = run_info(tmp_path, "20261123-000000-aaaaaa"), run_info(tmp_path, "20261123-000000-bbbbbb")
+    journal.parallelr_run_planned(run=mine, tasks=make_tasks(1))
+    journal.parallelr_run_planned(run=other, tasks=make_tasks(1))  # not a second run on this object
+    task = make_tasks(1)[0]
+    journal.parallelr_task_start(run=other, task=task, worker_id=1)
+    journal.parallelr_task_finish(run=other, result=result(task, TaskStatus.FAILED))
+    journal.parallelr_run_finish(run=other, summary=summary_of(1))
+    assert journal.writer is not None  # another run's end does not end this one
+    journal.parallelr_run_finish(run=mine, summary=summary_of(1))
+    store = open_store(tmp_path / "state.db")
+    try:
+        assert store.get_run(other.run_id) is None  # type: ignore[arg-type]
+        assert [job.state for job in store.iter_jobs(mine.run_id)] == ["pending"]  # type: ignore[arg-type]
+    finally:
+        store.close()
+
+
+EXITS_WITHOUT_RUN_FINISH = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_jobs_sqlite import make_tasks, result, run_info
+from test_journal_store import StubConfig
+from parallelr.model import TaskStatus
+from parallelr.plugins.journal.run import JournalRun
+home = Path(sys.argv[1])
+journal = JournalRun(StubConfig(home))
+run, tasks = run_info(home), make_tasks(2)
+journal.parallelr_run_planned(run=run, tasks=tasks)
+for task in tasks:
+    journal.parallelr_task_start(run=run, task=task, worker_id=1)
+    journal.parallelr_task_finish(run=run, result=result(task, TaskStatus.SUCCESS))
+sys.exit(3)  # an exception in the core: parallelr_run_finish never comes
+"""
+
+
+def test_records_queued_before_an_exit_are_written(tmp_path: Path) -> None:
+    here = str(Path(__file__).parent)
+    done = subprocess.run([sys.executable, "-c", EXITS_WITHOUT_RUN_FINISH, str(tmp_path), here],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    store = open_store(tmp_path / "state.db")
+    try:
+        assert [job.state for job in store.iter_jobs(RUN_ID)] == ["succeeded", "succeeded"]
+        run = store.get_run(RUN_ID)
+        assert run is not None and run.state == "running"  # and its runner is gone: shown as crashed
+    finally:
+        store.close()
+

@@ -15,14 +15,8 @@ import psutil
 import pytest
 
 from parallelr import process
+from parallelr.cancel import CancelToken
 from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
-
-
-@pytest.fixture(autouse=True)
-def _clean_cancellation() -> Iterator[None]:
-    process.reset_cancellation()
-    yield
-    process.reset_cancellation()
 
 
 def limits_for(tmp_path: Path, **overrides: object) -> ExecutionLimits:
@@ -296,31 +290,36 @@ def test_live_sampling_sees_descendants_the_leader_did_not_wait_for(tmp_path: Pa
 
 
 # -- cancellation -----------------------------------------------------------------------------
-def test_cancel_running_stops_a_task_from_another_thread(tmp_path: Path, pid_file: Path) -> None:
+def test_cancelling_its_token_stops_a_task_from_another_thread(tmp_path: Path, pid_file: Path) -> None:
     started = threading.Event()
+    token = CancelToken()
 
     def cancel_when_started() -> None:
         deadline = time.monotonic() + 10
         while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
             time.sleep(0.01)
         started.set()
-        process.cancel_running("Cancelled by test")
+        token.cancel("Cancelled by test")
 
     canceller = threading.Thread(target=cancel_when_started)
     canceller.start()
-    result = bash(f"echo $$ >> {pid_file}; sleep 300 & wait", tmp_path)
+    task = Task(argv=["bash", "-c", f"echo $$ >> {pid_file}; sleep 300 & wait"], source="t")
+    result = process.run_task(task, 1, limits_for(tmp_path), token)
     canceller.join()
     assert started.is_set()
     assert result.status is TaskStatus.CANCELLED
     assert (result.exit_code, result.error_message) == (None, "Cancelled by test")
     assert [pid for pid in read_pids(pid_file) if alive(pid)] == []
 
-    later = run(["touch", str(tmp_path / "must-not-exist")], tmp_path)
+    later = process.run_task(Task(argv=["touch", str(tmp_path / "must-not-exist")], source="t"), 1,
+                             limits_for(tmp_path), token)
     assert (later.status, later.error_message, later.pid) == (TaskStatus.CANCELLED, "Cancelled by test", None)
     assert not (tmp_path / "must-not-exist").exists()
 
-    process.reset_cancellation()
+    # The cancellation belongs to the token, not to the process: other tasks run on.
     assert run(["true"], tmp_path).status is TaskStatus.SUCCESS
+    fresh = process.run_task(Task(argv=["true"], source="t"), 1, limits_for(tmp_path), CancelToken())
+    assert fresh.status is TaskStatus.SUCCESS
 
 
 def test_many_tasks_leave_no_descriptors_behind(tmp_path: Path) -> None:

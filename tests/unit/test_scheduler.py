@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import concurrent.futures
+import queue
 import threading
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from parallelr.model import RunInfo, RunPaths, Task, TaskResult, TaskStatus
-from parallelr.scheduler import RetryPolicy, Scheduler, StopLimits, StopRequest, SummaryBuilder
+from parallelr.scheduler import (
+    NOTHING_YET,
+    RetryPolicy,
+    RunControl,
+    RunOutcome,
+    RunTally,
+    Scheduler,
+    StopLimits,
+)
 
 
 class FakeExecutor:
@@ -68,12 +77,12 @@ def _tasks(*statuses: str) -> List[Task]:
     return [Task(argv=[status], source=f"t{n}") for n, status in enumerate(statuses, start=1)]
 
 
-def _schedule(tasks, workers=2, limits=None, executor=None, stop_request=None):
+def _schedule(tasks, workers=2, limits=None, executor=None, control=None):
     executor = executor or FakeExecutor()
     recorder = Recorder()
     scheduler = Scheduler(_run_info(), executor, recorder, workers=workers,
-                          stop_limits=limits or StopLimits(), stop_request=stop_request)
-    summary = scheduler.run(tasks)
+                          stop_limits=limits or StopLimits(), control=control)
+    summary = scheduler.tally.summary(scheduler.run(tasks))
     return summary, recorder, executor
 
 
@@ -127,12 +136,12 @@ def test_stop_limits_disabled_run_everything() -> None:
 
 
 def test_stop_request_cancels_running_and_unstarted_tasks() -> None:
-    stop = StopRequest()
+    stop = RunControl()
     executor = FakeExecutor()
     tasks = _tasks("CANCELLED", "CANCELLED", "SUCCESS", "SUCCESS")
-    timer = threading.Timer(0.2, stop.request, args=("SIGTERM",), kwargs={"exit_code": 143})
+    timer = threading.Timer(0.2, stop.stop, args=("SIGTERM",), kwargs={"exit_code": 143})
     timer.start()
-    summary, recorder, _ = _schedule(tasks, workers=2, executor=executor, stop_request=stop)
+    summary, recorder, _ = _schedule(tasks, workers=2, executor=executor, control=stop)
     timer.join()
     assert executor.shutdowns == [True]
     assert summary.total == 4
@@ -176,13 +185,14 @@ def test_executor_exception_still_yields_a_row() -> None:
 
 
 @pytest.mark.parametrize("durations, expected", [((1.0, 3.0), (2.0, 3.0, 1.0))])
-def test_summary_builder_figures(durations, expected) -> None:
-    builder = SummaryBuilder()
+def test_tally_figures(durations, expected) -> None:
+    builder = RunTally()
     for duration in durations:
         builder.add(TaskResult(task=Task(argv=["x"], source="s"), status=TaskStatus.SUCCESS, start_time=0.0,
                                duration=duration, memory_mb=duration * 10))
     builder.add(TaskResult.cancelled(Task(argv=["x"], source="s"), "never ran"))
-    summary = builder.build(None, None, 1)
+    summary = builder.summary(RunOutcome())
+    assert summary.exit_code == 1  # a task did not succeed
     assert (summary.avg_duration, summary.max_duration, summary.min_duration) == expected
     assert summary.peak_memory_mb == 30.0
     assert summary.total == 3
@@ -215,12 +225,11 @@ class RetryRecorder(Recorder):
         self.retry_times.append(time.monotonic())
 
 
-def _run_flaky(tasks, policy, workers=2, stop_request=None):
+def _run_flaky(tasks, policy, workers=2, control=None):
     recorder = RetryRecorder()
     executor = FlakyExecutor()
-    scheduler = Scheduler(_run_info(), executor, recorder, workers=workers, retry=policy,
-                          stop_request=stop_request)
-    return scheduler.run(tasks), recorder, executor
+    scheduler = Scheduler(_run_info(), executor, recorder, workers=workers, retry=policy, control=control)
+    return scheduler.tally.summary(scheduler.run(tasks)), recorder, executor
 
 
 def test_retries_until_success_with_exponential_backoff() -> None:
@@ -260,11 +269,11 @@ def test_delay_is_capped() -> None:
 
 
 def test_stop_cancels_a_waiting_retry_with_a_row() -> None:
-    stop = StopRequest()
-    timer = threading.Timer(0.2, stop.request, args=("SIGINT",), kwargs={"exit_code": 130})
+    stop = RunControl()
+    timer = threading.Timer(0.2, stop.stop, args=("SIGINT",), kwargs={"exit_code": 130})
     timer.start()
     summary, recorder, _ = _run_flaky([Task(argv=["FLAKY", "9"], source="f")],
-                                      RetryPolicy(retries=1, delay=30.0), stop_request=stop)
+                                      RetryPolicy(retries=1, delay=30.0), control=stop)
     timer.join()
     assert [(r.status, r.attempt) for r in recorder.finished] == [(TaskStatus.CANCELLED, 2)]
     assert recorder.finished[0].error_message == (
@@ -276,7 +285,106 @@ def test_stop_cancels_a_waiting_retry_with_a_row() -> None:
 def test_previous_counts_seed_the_summary() -> None:
     recorder = Recorder()
     scheduler = Scheduler(_run_info(), FakeExecutor(), recorder, workers=1,
-                          previous={TaskStatus.SUCCESS: 4})
-    summary = scheduler.run([Task(argv=["SUCCESS"], source="x", index=5)])
+                          tally=RunTally({TaskStatus.SUCCESS: 4}))
+    summary = scheduler.tally.summary(scheduler.run([Task(argv=["SUCCESS"], source="x", index=5)]))
     assert (summary.total, summary.succeeded) == (5, 5)
     assert recorder.finished[0].task.index == 5
+
+
+# -- a source that may say "nothing yet" (a queue) and tasks handed back -----------------------
+class TrickleSource:
+    """Yields one task, then NOTHING_YET until another is fed, then the end."""
+
+    def __init__(self) -> None:
+        self.fed: queue.SimpleQueue = queue.SimpleQueue()
+        self.scheduler: Optional[Scheduler] = None
+
+    def __iter__(self):
+        while True:
+            try:
+                item = self.fed.get_nowait()
+            except queue.Empty:
+                yield NOTHING_YET
+                continue
+            if item is None:
+                return
+            yield item
+
+
+def test_a_source_that_says_nothing_yet_is_waited_for_and_woken() -> None:
+    source = TrickleSource()
+    source.fed.put(Task(argv=["SUCCESS"], source="q1"))
+    recorder = Recorder()
+    scheduler = Scheduler(_run_info(), FakeExecutor(), recorder, workers=2)
+
+    def feed_later() -> None:
+        source.fed.put(Task(argv=["SUCCESS"], source="q2"))
+        source.fed.put(None)
+        scheduler.wake()
+
+    timer = threading.Timer(0.2, feed_later)
+    timer.start()
+    summary = scheduler.tally.summary(scheduler.run(source))
+    timer.join()
+    assert [result.task.source for result in recorder.finished] == ["q1", "q2"]
+    assert [result.task.index for result in recorder.finished] == [1, 2]
+    assert (summary.total, summary.succeeded, summary.exit_code) == (2, 2, 0)
+
+
+def test_tasks_never_started_are_handed_back_instead_of_cancelled() -> None:
+    handed: List[Task] = []
+    control = RunControl()
+    recorder = RetryRecorder()
+    scheduler = Scheduler(_run_info(), FlakyExecutor(), recorder, workers=1, control=control,
+                          retry=RetryPolicy(retries=1, delay=30.0), hand_back=handed.append)
+    timer = threading.Timer(0.2, control.stop, args=("worker stopping",))
+    timer.start()
+    outcome = scheduler.run([Task(argv=["FLAKY", "9"], source="f")])
+    timer.join()
+    assert outcome.interrupted_by == "worker stopping"
+    assert [(task.source, task.attempt) for task in handed] == [("f", 2)]  # its retry, given back
+    assert recorder.finished == []  # no CANCELLED row for it
+
+
+class TokenExecutor(FakeExecutor):
+    """Accepts the per-task cancel token of the Executor protocol; CANCELLED-tasks run until
+    their token is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens: Dict[int, Any] = {}
+
+    def submit(self, task: Task, worker_id: int, cancel: Any = None) -> concurrent.futures.Future:
+        future = super().submit(task, worker_id)
+        self.tokens[task.index] = cancel
+        if not future.done():
+            def watch() -> None:
+                while not cancel.cancelled:
+                    time.sleep(0.01)
+                future.set_result(TaskResult.cancelled(task, cancel.reason, worker_id=worker_id))
+            threading.Thread(target=watch, daemon=True).start()
+        return future
+
+
+def test_run_control_cancels_one_running_task_and_the_others_go_on() -> None:
+    control = RunControl()
+    recorder = Recorder()
+    executor = TokenExecutor()
+    scheduler = Scheduler(_run_info(), executor, recorder, workers=3, control=control)
+    tasks = _tasks("SUCCESS", "CANCELLED", "SUCCESS")
+
+    def cancel_when_running() -> None:
+        while 2 not in control.running():
+            time.sleep(0.01)
+        assert control.cancel_task(2, "one job cancelled")
+
+    helper = threading.Thread(target=cancel_when_running)
+    helper.start()
+    summary = scheduler.tally.summary(scheduler.run(tasks))
+    helper.join(timeout=5)
+    by_index = {result.task.index: result for result in recorder.finished}
+    assert by_index[2].status is TaskStatus.CANCELLED
+    assert by_index[2].error_message == "one job cancelled"
+    assert [by_index[i].status for i in (1, 3)] == [TaskStatus.SUCCESS, TaskStatus.SUCCESS]
+    assert (summary.cancelled, summary.succeeded, summary.interrupted_by) == (1, 2, None)
+    assert control.running() == [] and control.cancel_task(2) is False

@@ -15,6 +15,7 @@ from parallelr import hookspecs
 from parallelr.errors import CommandError, NoTasksError, SourceError
 from parallelr.model import Task
 from parallelr.plugins.sources import arguments_file, task_files
+from parallelr.request import RunRequest
 
 
 def make_config(
@@ -28,12 +29,12 @@ def make_config(
     max_argument_length=1000,
     max_file_size=1048576,
 ):
-    options = types.SimpleNamespace(
-        TasksDir=[str(path) for path in tasks_dir],
-        Command=command,
+    request = RunRequest(
+        task_paths=[str(path) for path in tasks_dir],
+        command=command,
         arguments_file=None if args_file is None else str(args_file),
         separator=separator,
-        env_var=tuple(env_var),
+        env_names=tuple(env_var),
         file_extension=file_extension,
         shell=shell,
     )
@@ -41,7 +42,7 @@ def make_config(
         security=types.SimpleNamespace(max_argument_length=max_argument_length),
         advanced=types.SimpleNamespace(max_file_size=max_file_size),
     )
-    return types.SimpleNamespace(options=options, settings=settings)
+    return types.SimpleNamespace(request=request, settings=settings)
 
 
 def files(directory: Path, *names: str, content: str = "echo hi\n") -> list:

@@ -1,0 +1,51 @@
+"""The store's typed errors: each carries the data a caller needs to react, not only a message."""
+
+from __future__ import annotations
+
+from parallelr.errors import ParallelrError
+
+
+class StoreError(ParallelrError):
+    """Base class of every error a :class:`~parallelr.jobs.store.JobStore` raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be opened, read or written (corrupt, locked, missing, no permission).
+
+    ``location`` names the store (a file path for SQLite), ``reason`` says what is wrong in a few
+    words (``database is locked``), so a caller can phrase its own message around them.
+    """
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"cannot use the job store {location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+class NewerSchemaError(StoreError):
+    """The store was written by a newer parallelr; reading it could misread it."""
+
+    def __init__(self, version: int, supported: int) -> None:
+        super().__init__(f"schema version {version} is newer than this parallelr understands ({supported})")
+        self.version = version
+        self.supported = supported
+
+
+class IllegalTransition(StoreError):
+    """A job was asked to move between two states that :mod:`parallelr.jobs.states` does not link."""
+
+    def __init__(self, job: str, from_state: str, to_state: str) -> None:
+        super().__init__(f"{job} cannot move from {from_state} to {to_state}")
+        self.job = job
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+class LeaseLost(StoreError):
+    """The lease of ``what`` is no longer held by ``owner``: it expired and another holder took it
+    (a resume of a run whose runner stopped renewing). The old holder must stop writing."""
+
+    def __init__(self, what: str, owner: str) -> None:
+        super().__init__(f"the lease of {what} is no longer held by {owner}")
+        self.what = what
+        self.owner = owner

@@ -1,0 +1,119 @@
+"""What a store reads back: runs, jobs, attempts and claims, as frozen values.
+
+How a row becomes one of these is the store's business (its column types differ by backend);
+these classes only hold the values and what follows from them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import attrs
+
+from parallelr.jobs.leases import Lease
+from parallelr.jobs.states import JobState
+from parallelr.model import Task
+
+
+@attrs.frozen
+class RunRecord:
+    """A batch run. ``state`` is the stored one; see :func:`parallelr.jobs.liveness.shown_state`.
+
+    ``pid``, ``create_time`` and ``host`` name the runner process; ``lease_owner`` and
+    ``lease_expires_at`` its lease (None for a run that ended, or one stored before leases).
+    """
+
+    id: str
+    app_name: str
+    pid: Optional[int]
+    create_time: Optional[float]
+    host: Optional[str]
+    started_at: float
+    ended_at: Optional[float]
+    state: str
+    command: Optional[str]
+    options: Mapping[str, Any]
+    executor: Optional[str]
+    workers: Optional[int]
+    task_count: Optional[int]
+    exit_code: Optional[int]
+    main_log: Optional[str]
+    summary_csv: Optional[str]
+    output_log: Optional[str]
+    resumes: int
+    lease_owner: Optional[str] = None
+    lease_expires_at: Optional[float] = None
+
+
+@attrs.frozen
+class JobRecord:
+    """A job (the fields a resume, ``runs show`` and the dead-letter list need)."""
+
+    id: int
+    run_id: Optional[str]
+    position: Optional[int]
+    source: str
+    argv: Tuple[str, ...]
+    env: Tuple[Tuple[str, str], ...]
+    arguments: Tuple[str, ...]
+    line_number: Optional[int]
+    shell: bool
+    state: JobState = attrs.field(converter=JobState)
+    attempts: int
+    max_attempts: int
+    exit_code: Optional[int]
+    last_error: Optional[str]
+    last_status: Optional[str]
+    started_at: Optional[float]
+    ended_at: Optional[float]
+    duration: Optional[float]
+
+    def to_task(self) -> Task:
+        """The task to run again: same place in the run, next attempt number."""
+        return Task(
+            argv=self.argv, source=self.source, env=self.env, arguments=self.arguments,
+            line_number=self.line_number, shell=self.shell, index=self.position or 0,
+            attempt=self.attempts + 1,
+            # a task of -T files (no line number) is its file: its size is checked again
+            task_file=self.source if self.line_number is None else None,
+        )
+
+    @property
+    def label(self) -> str:
+        """The task file, plus the arguments of an arguments-file task (as the console shows it)."""
+        if self.arguments:
+            return f"{self.source} ({' '.join(self.arguments)})"
+        return self.source
+
+    def as_dict(self) -> Dict[str, Any]:
+        """JSON-ready: lists instead of tuples, the state as its string."""
+        data = attrs.asdict(self, recurse=False)
+        data["state"] = self.state.value
+        data["argv"] = list(self.argv)
+        data["env"] = [list(pair) for pair in self.env]
+        data["arguments"] = list(self.arguments)
+        return data
+
+
+@attrs.frozen
+class AttemptRecord:
+    """One try of one job."""
+
+    job_id: int
+    attempt: int
+    status: str
+    exit_code: Optional[int]
+    pid: Optional[int]
+    worker_id: Optional[int]
+    started_at: Optional[float]
+    ended_at: Optional[float]
+    duration: Optional[float]
+    error: Optional[str]
+
+
+@attrs.frozen
+class ClaimedJob:
+    """A job a claimer now holds (state ``running``, attempt counted) and the lease it holds it by."""
+
+    job: JobRecord
+    lease: Lease

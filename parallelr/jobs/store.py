@@ -1,0 +1,203 @@
+"""The JobStore protocol: what the journal, the queue and the dashboard may ask of a store.
+
+:class:`~parallelr.jobs.sqlite.SQLiteJobStore` is the default implementation; a PostgreSQL store
+is a second class with the same methods. One store object wraps one connection and is used by
+one thread at a time (the journal's writer thread, or the main thread before and after a run).
+
+Writes happen inside :meth:`JobStore.transaction`: everything in it commits together, or nothing
+does. Every job state change goes through :mod:`parallelr.jobs.states`; every claim takes a
+lease (:mod:`parallelr.jobs.leases`). Times are epoch seconds (``time.time()``), passed in by the
+caller, so a store never reads a clock of its own and tests can use any time they like.
+"""
+
+from __future__ import annotations
+
+from typing import (
+    Any,
+    ContextManager,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
+
+from parallelr.jobs.batch import Record
+from parallelr.jobs.leases import LEASE_SECONDS, Lease
+from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunRecord
+from parallelr.model import RunInfo, RunSummary, Task, TaskResult
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """A place that keeps runs, jobs, their attempts and their leases.
+
+    Attributes:
+        location: where the store is, for messages (a file path for SQLite).
+    """
+
+    location: str
+
+    # -- the store itself -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the connection. Safe to call twice; the store cannot be used afterwards."""
+
+    def transaction(self) -> ContextManager[Any]:
+        """A write transaction: commits at the end of the ``with`` block, rolls back on an error.
+
+        The write lock is taken at the start, so a claim inside it is atomic and a busy store
+        fails at once rather than half-way through.
+
+        Raises:
+            StoreUnavailable: the store cannot be written (locked longer than the lock wait,
+                read-only, disk full, corrupt).
+        """
+
+    # -- runs ------------------------------------------------------------------------------------
+    def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease) -> None:
+        """Store a new batch run as ``running``, held by ``lease``.
+
+        Args:
+            run: the run as the core describes it (ID, app, command, options, paths, ...).
+            create_time: the runner's process start time (with ``run.pid``: proof of life).
+            host: the runner's host name.
+            lease: the runner's lease on the run; it renews it with :meth:`renew_run_lease`.
+        """
+
+    def reopen_run(
+        self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease,
+        previous_owner: Optional[str], now: float,
+    ) -> bool:
+        """Take over a stored run to resume it: it is ``running`` again, held by ``lease``.
+
+        Args:
+            run: the resuming run (same ID; new runner PID and log paths).
+            create_time, host: the new runner, as for :meth:`insert_run`.
+            lease: the new runner's lease.
+            previous_owner: the lease owner the caller saw and judged gone (its lease expired, or
+                its PID is dead on this host); taking the run from that owner is allowed.
+            now: the time, to tell whether the stored lease has expired.
+
+        Returns:
+            False if another holder has it: a live lease of an owner other than
+            ``previous_owner`` (a second resume got there first). Nothing was changed then.
+        """
+
+    def renew_run_lease(self, run_id: str, owner: str, expires_at: float) -> None:
+        """Extend ``owner``'s lease on run ``run_id`` to ``expires_at``.
+
+        Raises:
+            LeaseLost: ``owner`` no longer holds the run (it expired and was taken over).
+        """
+
+    def finish_run(self, run_id: str, summary: RunSummary, now: float) -> None:
+        """Record the end of a run: its state (finished, interrupted or stopped), exit code and
+        counts; its lease is released."""
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def insert_jobs(self, run_id: str, tasks: Iterable[Task], max_attempts: int, now: float) -> int:
+        """Store every task of a new run as a ``pending`` job (position = ``task.index``).
+
+        Returns:
+            How many jobs were stored (also written as the run's task count).
+        """
+
+    def enqueue(self, queue: str, tasks: Iterable[Task], max_attempts: int, now: float) -> List[int]:
+        """Add tasks to the named queue as ``pending`` jobs, due at once.
+
+        Returns:
+            The new jobs' IDs, in the order of ``tasks``.
+        """
+
+    def apply_batch(self, records: Sequence[Record]) -> None:
+        """Record task events (starts, attempt ends, the run's end and lease renewals), in order.
+
+        Args:
+            records: ``(name, arguments)`` pairs as described in :mod:`parallelr.jobs.batch`.
+
+        Raises:
+            IllegalTransition: a record would break the job transitions; nothing is written.
+            LeaseLost: a ``renew_run_lease`` record found the lease taken over.
+        """
+
+    def task_started(self, run_id: str, task: Task, worker_id: int, now: float, owner: str) -> None:
+        """One ``task_started`` record: the job runs ``task.attempt``, held by ``owner``."""
+
+    def attempt_ended(
+        self, run_id: str, result: TaskResult, now: float, retry_delay: Optional[float]
+    ) -> None:
+        """One ``attempt_ended`` record: the job's state and figures, and its history row.
+
+        Args:
+            retry_delay: seconds until the retry of a failed attempt (the job waits as
+                ``failed``/``timeout``); None for the task's final result.
+        """
+
+    def claim(
+        self, owner: str, now: float, *, queue: Optional[str] = None, run_id: Optional[str] = None,
+        limit: int = 1, lease_seconds: float = LEASE_SECONDS,
+    ) -> List[ClaimedJob]:
+        """Claim up to ``limit`` due jobs of ``queue`` (or of run ``run_id``) for ``owner``.
+
+        A job is due when it is pending, failed or timeout with ``next_attempt_at <= now``, or
+        running under a lease that has expired (its holder is gone: it is taken back). A claimed
+        job is ``running``, its attempt counted, leased to ``owner`` until ``now +
+        lease_seconds``. Two claimers never get the same job. Call inside :meth:`transaction`.
+
+        Returns:
+            The claimed jobs, oldest due first; empty when nothing is due.
+        """
+
+    def renew_job_leases(self, owner: str, job_ids: Sequence[int], expires_at: float) -> int:
+        """Extend ``owner``'s leases on these running jobs to ``expires_at``.
+
+        Returns:
+            How many were renewed; a job missing from the count is no longer ``owner``'s.
+        """
+
+    def requeue(self, run_id: str, job_ids: Optional[Sequence[int]], now: float, why: str) -> int:
+        """Make jobs of a run ``pending`` again: every job not succeeded, or only ``job_ids``.
+
+        A job still ``running`` belonged to a holder that is gone: its unfinished attempt is
+        recorded as CANCELLED with the error ``why``, so the history has no gap.
+
+        Returns:
+            How many jobs are pending now.
+        """
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> Optional[RunRecord]:
+        """The run ``run_id``, or None."""
+
+    def latest_run(self, app_name: Optional[str] = None) -> Optional[RunRecord]:
+        """The newest run (of ``app_name`` if given), or None."""
+
+    def list_runs(self, limit: Optional[int] = None) -> List[RunRecord]:
+        """Runs, newest first; at most ``limit`` (None: all)."""
+
+    def job_counts(self, run_id: str) -> Dict[str, int]:
+        """``{state: count}`` of a run's jobs (states without jobs are absent)."""
+
+    def state_counts(self, run_id: str) -> Dict[Tuple[str, str], int]:
+        """``{(state, last_status or ""): count}`` of a run's jobs."""
+
+    def iter_jobs(
+        self, run_id: str, *, exclude_succeeded: bool = False, states: Optional[Sequence[str]] = None
+    ) -> Iterator[JobRecord]:
+        """A run's jobs by position (only ``states`` if given), read a page at a time."""
+
+    def jobs_by_ids(self, job_ids: Sequence[int]) -> List[JobRecord]:
+        """The jobs with these IDs, by run and position; unknown IDs are simply absent."""
+
+    def iter_jobs_by_ids(self, job_ids: Sequence[int]) -> Iterator[JobRecord]:
+        """The jobs with these IDs in ID order, a page at a time."""
+
+    def dead_jobs(self, run_id: Optional[str] = None) -> Iterator[JobRecord]:
+        """The dead letters: jobs whose last attempt failed (of run ``run_id`` if given), by ID."""
+
+    def attempts_of(self, job_id: int) -> List[AttemptRecord]:
+        """The history of one job, by attempt number."""

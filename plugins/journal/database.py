@@ -1,0 +1,73 @@
+"""Where the journal is and how it is opened: the journal's settings around the core store.
+
+The store (:class:`parallelr.jobs.sqlite.SQLiteJobStore`) knows nothing of the journal; this
+module adds what is the journal's own: ``journal.path``, the lock wait from
+``PARALLELR_JOURNAL_BUSY_TIMEOUT``, and messages that say how to run without the journal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from parallelr.errors import ParallelrError
+from parallelr.jobs.errors import StoreUnavailable
+from parallelr.jobs.sqlite import DEFAULT_BUSY_TIMEOUT, SQLiteJobStore
+
+BUSY_TIMEOUT_VARIABLE = "PARALLELR_JOURNAL_BUSY_TIMEOUT"  # seconds; tests make it short
+
+
+class JournalUnavailable(ParallelrError):
+    """The database cannot be opened or written; the run stops before its first task."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot use the journal {path}: {reason}; run with --no-journal to run without it")
+        self.path = path
+        self.reason = reason
+
+    def without_hint(self) -> ParallelrError:
+        """The same problem where --no-journal is no way out (reading the journal, --resume)."""
+        return ParallelrError(f"cannot use the journal {self.path}: {self.reason}")
+
+
+def journal_path(settings: Any, home: Path) -> Path:
+    """``journal.path`` (``~`` expanded; relative to ``~/<app>``), or ``~/<app>/state.db``."""
+    configured = settings.journal.path if settings is not None else ""
+    if not configured:
+        return home / "state.db"
+    path = Path(os.path.expanduser(configured))
+    return path if path.is_absolute() else home / path
+
+
+def busy_timeout() -> float:
+    """How long to wait for another process's lock before giving up (seconds)."""
+    raw = os.environ.get(BUSY_TIMEOUT_VARIABLE, "")
+    try:
+        value = float(raw) if raw else DEFAULT_BUSY_TIMEOUT
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT
+    return value if value >= 0 else DEFAULT_BUSY_TIMEOUT
+
+
+def open_journal(path: Path, create: bool = True) -> Optional[SQLiteJobStore]:
+    """The journal at ``path`` (created with ``create``), or None if it does not exist yet.
+
+    Raises:
+        JournalUnavailable: it cannot be opened.
+    """
+    try:
+        return SQLiteJobStore.open(path, create=create, busy_timeout=busy_timeout())
+    except StoreUnavailable as exc:
+        raise JournalUnavailable(Path(path), exc.reason) from None
+
+
+@contextlib.contextmanager
+def journal_transaction(store: SQLiteJobStore) -> Iterator[None]:
+    """A write transaction whose failure is a :class:`JournalUnavailable`."""
+    try:
+        with store.transaction():
+            yield
+    except StoreUnavailable as exc:
+        raise JournalUnavailable(store.path, exc.reason) from None
