@@ -6,7 +6,9 @@ store ``state.db``; a run's three files are named ``<app>_<PID>_<TIMESTAMP>...``
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -47,3 +49,13 @@ class AppPaths:
             summary_csv=f"{stem}_summary.csv",
             output_log=f"{stem}_output.txt" if output_log else None,
         )
+
+
+def store_path(settings: Any, home: Path) -> Path:
+    """The store's database: ``journal.path`` (``~`` expanded; relative to ``~/<app>``), or
+    ``~/<app>/state.db``."""
+    configured = settings.journal.path if settings is not None else ""
+    if not configured:
+        return home / "state.db"
+    path = Path(os.path.expanduser(configured))
+    return path if path.is_absolute() else home / path

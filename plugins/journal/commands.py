@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence
+import threading
+from typing import IO, Any, Dict, Iterator, List, Optional
 
 from parallelr.commands import Command
-from parallelr.errors import UsageError
+from parallelr.errors import ParallelrError, UsageError
 from parallelr.jobs.liveness import shown_state
 from parallelr.jobs.records import JobRecord, RunRecord
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import JOB_STATES
-from parallelr.plugins.journal.database import JournalUnavailable, journal_path, open_journal
+from parallelr.paths import store_path as journal_path
+from parallelr.plugins.journal.database import JournalUnavailable, open_journal
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
 from parallelr.plugins.journal.tables import iso_time, local_time, shorten, write_table
+from parallelr.request import RunRequest
 
 ERROR_WIDTH = 60  # characters of a task's last error in a table (JSON has all of it)
 UNFINISHED_STATES = ("pending", "running", "failed", "timeout")  # counted as PENDING
@@ -249,22 +251,17 @@ def _selected_dead(store: Optional[SQLiteJobStore], options: Any, config: Any) -
     return sorted(found.values(), key=lambda job: job.id)
 
 
-def resume_command(config: Any, run_id: str, only: str) -> List[str]:
-    """The run that retries jobs of ``run_id``: the same program, resuming only those jobs."""
-    preset = ["--preset", config.preset] if getattr(config, "preset", None) else []
-    return [sys.executable, "-m", "parallelr", *preset, "--resume", run_id, "--resume-only", only, "-r"]
+def retry_dead(config: Any, run_id: str, only: str) -> None:
+    """Run the dead jobs ``only`` of ``run_id`` again: a resume of that run, in this process."""
+    from parallelr.api import run_batch  # the engine, imported only when something is retried
 
-
-def _run_child(argv: Sequence[str]) -> int:
-    """Run it with our stdout/stderr (its output streams through) and environment."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    child = subprocess.Popen(list(argv))
+    request = RunRequest(execute=True, plugin_options={"resume": run_id, "resume_only": only})
     try:
-        return child.wait()
-    except KeyboardInterrupt:  # Ctrl+C reached the child too: let it shut its tasks down
-        child.wait()
-        raise
+        run_batch(request, app_name=config.app_name, preset=getattr(config, "preset", None),
+                  handle_signals=threading.current_thread() is threading.main_thread())
+    except ParallelrError as exc:  # this run could not be retried; the others still are
+        sys.stdout.flush()
+        print(f"{config.app_name}: error: {exc}", file=sys.stderr)
 
 
 def _dlq_retry(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
@@ -285,7 +282,7 @@ def _dlq_retry(store: Optional[SQLiteJobStore], options: Any, config: Any, out: 
         only = ONLY_DEAD if options.all else ",".join(str(job_id) for job_id in ids)
         out.write(f"Retrying {len(ids)} dead task(s) of run {run_id}\n")
         out.flush()
-        _run_child(resume_command(config, run_id, only))
+        retry_dead(config, run_id, only)
     after = open_journal(store.path, create=False)
     if after is None:
         return 1

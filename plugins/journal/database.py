@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from parallelr.errors import ParallelrError
 from parallelr.jobs.errors import StoreUnavailable
@@ -30,15 +30,6 @@ class JournalUnavailable(ParallelrError):
     def without_hint(self) -> ParallelrError:
         """The same problem where --no-journal is no way out (reading the journal, --resume)."""
         return ParallelrError(f"cannot use the journal {self.path}: {self.reason}")
-
-
-def journal_path(settings: Any, home: Path) -> Path:
-    """``journal.path`` (``~`` expanded; relative to ``~/<app>``), or ``~/<app>/state.db``."""
-    configured = settings.journal.path if settings is not None else ""
-    if not configured:
-        return home / "state.db"
-    path = Path(os.path.expanduser(configured))
-    return path if path.is_absolute() else home / path
 
 
 def busy_timeout() -> float:

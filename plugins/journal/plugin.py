@@ -18,13 +18,12 @@ from typing import Any, Dict
 from parallelr.config import load_settings
 from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
+from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal.commands import COMMANDS
-from parallelr.plugins.journal.database import journal_path
 from parallelr.plugins.journal.resume import (
-    TASK_OPTIONS,
     check_not_running,
     find_run,
-    is_unset,
+    given_task_options,
     parse_only,
     restore_options,
 )
@@ -56,15 +55,15 @@ def parallelr_addoption(parser: Any) -> None:
 def parallelr_configure(config: Any) -> None:
     # The run's own journal: its hooks see this run only, whatever else the process runs.
     config.pluginmanager.register(JournalRun(config))
-    options = config.options
-    only = parse_only(getattr(options, "resume_only", None))
-    if not getattr(options, "resume", None):
+    request = config.request
+    only = parse_only(request.option("resume_only"))
+    if not request.option("resume"):
         if only is not None:
             raise UsageError("--resume-only needs --resume RUN_ID")
         return
-    if getattr(options, "no_journal", False):
+    if request.option("no_journal"):
         raise UsageError("--resume reads the journal: it cannot be combined with --no-journal")
-    given = [flag for name, flag in TASK_OPTIONS if not is_unset(getattr(options, name, None))]
+    given = given_task_options(request)
     if given:
         raise UsageError(f"--resume runs the tasks stored for the run; drop {', '.join(given)}")
     # The core reads the YAML files only after this hook; the journal's place is needed now.
@@ -76,9 +75,9 @@ def parallelr_configure(config: Any) -> None:
     if store is None:
         raise UsageError(f"--resume: no run has been recorded yet (no journal at {path})")
     try:
-        run = find_run(store, options.resume, config.app_name)
+        run = find_run(store, request.option("resume"), config.app_name)
     finally:
         store.close()
     check_not_running(run)
-    options.resume = run.id  # "last" resolved once: the plan and the run use the same run
-    restore_options(options, dict(run.options))
+    # "last" resolved once: the plan and the run use the same run
+    config.request = restore_options(request.with_options(resume=run.id), run.options)[0]

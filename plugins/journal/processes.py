@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, List, Set
 
 import attrs
 
+from parallelr.model import RUN_ID_VARIABLE, TASK_INDEX_VARIABLE
+
 if TYPE_CHECKING:
     import psutil
 
-RUN_ID_VARIABLE = "PARALLELR_RUN_ID"
-TASK_INDEX_VARIABLE = "PARALLELR_TASK_INDEX"
 TERMINATE_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for a dead run's leftover tasks
 
 

@@ -8,9 +8,8 @@ count their attempts on: a task that ran twice before runs now as attempt 3.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -20,40 +19,32 @@ from parallelr.jobs.records import RunRecord
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import counted_as as status_counted_as
 from parallelr.model import ResumePlan, Task, TaskStatus
+from parallelr.options import RESTORED_DESTS, TASK_OPTIONS
 from parallelr.plugins.journal.database import open_journal
+from parallelr.request import RunRequest
 
 LAST = "last"
 ONLY_DEAD = "dead"  # --resume-only dead: every dead job of the run (dlq retry --all)
-
-# Options a resumed run takes from the stored run unless given again on the command line.
-RESTORED_OPTIONS = (
-    "Command", "TasksDir", "arguments_file", "separator", "env_var", "shell", "file_extension", "max",
-    "timeout", "sleep", "executor", "enable_stop_limits", "no_task_output_log", "retries", "retry_delay",
-    "retry_backoff", "retry_max_delay",
-)
-# Options that name the tasks: a resumed run runs the stored tasks, so these cannot be given again.
-TASK_OPTIONS = (("Command", "-C/--Command"), ("TasksDir", "-T/--TasksDir"), ("arguments_file", "-A"))
-
 
 def is_unset(value: Any) -> bool:
     return value is None or value is False or (isinstance(value, (list, tuple)) and not value)
 
 
-def restore_options(options: argparse.Namespace, stored: Dict[str, Any]) -> List[str]:
-    """Fill the unset options from the stored run's; returns the names restored."""
-    restored = []
-    for name in RESTORED_OPTIONS:
-        if name not in stored or stored[name] is None:
+def given_task_options(request: RunRequest) -> List[str]:
+    """The flags given that name the tasks: a resumed run runs the stored tasks instead."""
+    return [option.flag for option in TASK_OPTIONS if not is_unset(getattr(request, option.field))]
+
+
+def restore_options(request: RunRequest, stored: Mapping[str, Any]) -> Tuple[RunRequest, List[str]]:
+    """The request with its unset options filled from the stored run's (the options declared
+    ``restored`` in parallelr.options); and the names restored."""
+    restored: Dict[str, Any] = {}
+    for dest in RESTORED_DESTS:
+        value = stored.get(dest)
+        if value is None or not is_unset(request.option(dest)):  # given on this command line: it wins
             continue
-        current = getattr(options, name, None)
-        value = stored[name]
-        if not is_unset(current):  # given on this command line: it wins
-            continue
-        if name == "env_var" and isinstance(value, list):
-            value = tuple(value)
-        setattr(options, name, value)
-        restored.append(name)
-    return restored
+        restored[dest] = tuple(value) if isinstance(value, list) else value
+    return request.with_options(**restored), sorted(restored)
 
 
 def parse_only(text: Optional[str]) -> Optional[Tuple[str, Tuple[int, ...]]]:

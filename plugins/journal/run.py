@@ -27,10 +27,10 @@ from parallelr.jobs.leases import Lease, new_owner
 from parallelr.jobs.liveness import own_create_time, this_host
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.model import ResumePlan, RunInfo, RunSummary, Task, TaskResult
+from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal import processes
 from parallelr.plugins.journal.database import (
     JournalUnavailable,
-    journal_path,
     journal_transaction,
     open_journal,
 )
@@ -79,11 +79,11 @@ class JournalRun:
     def parallelr_resume(self, config: Any) -> Optional[ResumePlan]:
         if config is not self.config:
             return None
-        options = config.options
-        run_id = getattr(options, "resume", None)
+        request = config.request
+        run_id = request.option("resume")
         if not run_id:
             return None
-        only = parse_only(getattr(options, "resume_only", None))
+        only = parse_only(request.option("resume_only"))
         path = journal_path(config.settings, config.home)
         store = open_for_resume(path)
         if store is None:
@@ -93,7 +93,7 @@ class JournalRun:
             if run is None:
                 raise UsageError(f"unknown run {run_id!r} in {store.path}")
             check_not_running(run)
-            if options.run:  # a dry run changes nothing, not even a dead run's leftover processes
+            if request.execute:  # a dry run changes nothing, not even a dead run's leftover processes
                 _terminate_leftovers(run_id)
             mode, ids = only if only is not None else ("unfinished", ())
             plan, chosen = build_plan(store, Selection(run_id, mode, ids))

@@ -12,31 +12,21 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import psutil
 import pytest
+from executor_support import alive, limits_for
 
 from parallelr import process
 from parallelr.cancel import CancelToken
 from parallelr.executor import ExecutorContext
-from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
+from parallelr.model import Task, TaskResult, TaskStatus
 from parallelr.plugins.executors import process as process_executor
 from parallelr.plugins.executors import thread as thread_executor
+
+SLOW: Dict[str, Any] = {"timeout": 60, "kill_grace": 0.5}  # a task's own timeout never ends these tests
 
 EXECUTORS: Dict[str, Callable[..., Any]] = {
     "thread": thread_executor.ThreadExecutor,
     "process": process_executor.ProcessExecutor,
 }
-
-
-def limits_for(tmp_path: Path, **overrides: Any) -> ExecutionLimits:
-    values = {"timeout": 60, "workspace": str(tmp_path / "ws"), "runner_pid": os.getpid(), "kill_grace": 0.5}
-    values.update(overrides)
-    return ExecutionLimits(**values)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def group_alive(pgid: int) -> bool:
@@ -146,7 +136,8 @@ def test_a_cancelled_token_returns_cancelled_without_a_process(tmp_path: Path) -
     token = CancelToken()
     token.cancel("not today")
     marker = tmp_path / "ran"
-    result = process.run_task(Task(argv=["touch", str(marker)], source="t"), 3, limits_for(tmp_path), token)
+    task = Task(argv=["touch", str(marker)], source="t")
+    result = process.run_task(task, 3, limits_for(tmp_path, **SLOW), token)
     assert (result.status, result.error_message, result.pid, result.worker_id) == (
         TaskStatus.CANCELLED, "not today", None, 3
     )
@@ -158,7 +149,7 @@ def test_a_token_cancelled_from_a_signal_handler_stops_the_task(tmp_path: Path, 
     previous = signal.signal(signal.SIGALRM, lambda _signum, _frame: token.cancel("by a signal"))
     signal.setitimer(signal.ITIMER_REAL, 0.3)
     try:
-        result = process.run_task(sleeper(pid_dir, "t", 300), 1, limits_for(tmp_path), token)
+        result = process.run_task(sleeper(pid_dir, "t", 300), 1, limits_for(tmp_path, **SLOW), token)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -169,7 +160,7 @@ def test_a_token_cancelled_from_a_signal_handler_stops_the_task(tmp_path: Path, 
 
 def test_kill_sigkills_at_once_without_the_grace_period(tmp_path: Path, pid_dir: Path) -> None:
     token = CancelToken()
-    limits = limits_for(tmp_path, kill_grace=60)  # a cancel would wait a minute for SIGKILL
+    limits = limits_for(tmp_path, timeout=60, kill_grace=60)  # a cancel would wait a minute for SIGKILL
     executor = thread_executor.ThreadExecutor(ExecutorContext(workers=1, limits=limits))
     future = executor.submit(sleeper(pid_dir, "t", 300, trap_term=True), 1, token)
     pids = pids_of(pid_dir, "t")
@@ -183,7 +174,7 @@ def test_kill_sigkills_at_once_without_the_grace_period(tmp_path: Path, pid_dir:
 
 
 def test_kill_after_cancel_cuts_the_grace_short(tmp_path: Path, pid_dir: Path) -> None:
-    limits = limits_for(tmp_path, kill_grace=60)
+    limits = limits_for(tmp_path, timeout=60, kill_grace=60)
     executor = thread_executor.ThreadExecutor(ExecutorContext(workers=1, limits=limits))
     future = executor.submit(sleeper(pid_dir, "t", 300, trap_term=True), 1)
     pids = pids_of(pid_dir, "t")
@@ -198,7 +189,7 @@ def test_kill_after_cancel_cuts_the_grace_short(tmp_path: Path, pid_dir: Path) -
 
 
 def test_many_tasks_under_tokens_leave_no_descriptors_behind(tmp_path: Path) -> None:
-    limits = limits_for(tmp_path)
+    limits = limits_for(tmp_path, **SLOW)
     # Warm the one-time descriptors (/dev/null for stdin, the executable cache) first.
     process.run_task(Task(argv=["true"], source="t"), 1, limits, CancelToken())
     before = len(os.listdir("/proc/self/fd"))
@@ -229,7 +220,7 @@ def executor_factory(request: pytest.FixtureRequest) -> Callable[..., Any]:
 def test_cancelling_one_task_of_three_stops_that_one_only(
     tmp_path: Path, pid_dir: Path, executor_factory: Callable[..., Any]
 ) -> None:
-    executor = executor_factory(ExecutorContext(workers=3, limits=limits_for(tmp_path)))
+    executor = executor_factory(ExecutorContext(workers=3, limits=limits_for(tmp_path, **SLOW)))
     tokens = [CancelToken() for _ in range(3)]
     seconds = {"a": 2, "b": 300, "c": 2}
     futures = [
@@ -254,8 +245,8 @@ def test_cancelling_one_task_of_three_stops_that_one_only(
 def test_shutdown_of_one_executor_leaves_another_executors_task_alone(
     tmp_path: Path, pid_dir: Path, executor_factory: Callable[..., Any]
 ) -> None:
-    first = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path)))
-    second = thread_executor.ThreadExecutor(ExecutorContext(workers=1, limits=limits_for(tmp_path)))
+    first = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path, **SLOW)))
+    second = thread_executor.ThreadExecutor(ExecutorContext(workers=1, limits=limits_for(tmp_path, **SLOW)))
     spared_token = CancelToken()
     doomed = first.submit(sleeper(pid_dir, "doomed", 300), 1)
     spared = second.submit(sleeper(pid_dir, "spared", 300), 1, spared_token)
@@ -280,7 +271,7 @@ def test_shutdown_of_one_executor_leaves_another_executors_task_alone(
 def test_a_token_cancelled_before_submit_starts_no_process(
     tmp_path: Path, executor_factory: Callable[..., Any]
 ) -> None:
-    executor = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path)))
+    executor = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path, **SLOW)))
     token = CancelToken()
     token.cancel("never")
     marker = tmp_path / "ran"
@@ -293,7 +284,7 @@ def test_a_token_cancelled_before_submit_starts_no_process(
 def test_a_task_cancelled_while_it_waits_for_a_worker_never_starts(
     tmp_path: Path, pid_dir: Path, executor_factory: Callable[..., Any]
 ) -> None:
-    executor = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path)))
+    executor = executor_factory(ExecutorContext(workers=1, limits=limits_for(tmp_path, **SLOW)))
     blocker = executor.submit(sleeper(pid_dir, "blocker", 1), 1)
     pids_of(pid_dir, "blocker")
     token = CancelToken()
@@ -309,7 +300,7 @@ def test_a_task_cancelled_while_it_waits_for_a_worker_never_starts(
 
 
 def test_process_executor_kills_one_task_at_once(tmp_path: Path, pid_dir: Path) -> None:
-    limits = limits_for(tmp_path, kill_grace=60)
+    limits = limits_for(tmp_path, timeout=60, kill_grace=60)
     executor = process_executor.ProcessExecutor(ExecutorContext(workers=2, limits=limits))
     token = CancelToken()
     victim = executor.submit(sleeper(pid_dir, "victim", 300, trap_term=True), 1, token)
@@ -330,8 +321,8 @@ def test_process_executor_kills_one_task_at_once(tmp_path: Path, pid_dir: Path) 
 
 
 def test_two_process_executors_signal_only_their_own_workers(tmp_path: Path, pid_dir: Path) -> None:
-    first = process_executor.ProcessExecutor(ExecutorContext(workers=1, limits=limits_for(tmp_path)))
-    second = process_executor.ProcessExecutor(ExecutorContext(workers=1, limits=limits_for(tmp_path)))
+    first = process_executor.ProcessExecutor(ExecutorContext(workers=1, limits=limits_for(tmp_path, **SLOW)))
+    second = process_executor.ProcessExecutor(ExecutorContext(workers=1, limits=limits_for(tmp_path, **SLOW)))
     doomed = first.submit(sleeper(pid_dir, "doomed", 300), 1)
     spared = second.submit(sleeper(pid_dir, "spared", 300), 1)
     doomed_pids, spared_pids = pids_of(pid_dir, "doomed"), pids_of(pid_dir, "spared")

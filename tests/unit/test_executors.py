@@ -11,9 +11,10 @@ from typing import Any, Callable, Iterator, List
 
 import psutil
 import pytest
+from executor_support import alive, limits_for
 
 from parallelr.executor import ExecutorContext
-from parallelr.model import ExecutionLimits, Task, TaskStatus
+from parallelr.model import Task, TaskStatus
 from parallelr.plugins.executors import process as process_executor
 from parallelr.plugins.executors import thread as thread_executor
 
@@ -23,19 +24,6 @@ EXECUTORS = {"thread": thread_executor.ThreadExecutor, "process": process_execut
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor_factory(request: pytest.FixtureRequest) -> Callable[..., Any]:
     return EXECUTORS[request.param]
-
-
-def limits_for(tmp_path: Path, **overrides: Any) -> ExecutionLimits:
-    values = {"timeout": 1, "workspace": str(tmp_path / "ws"), "runner_pid": os.getpid(), "kill_grace": 0.3}
-    values.update(overrides)
-    return ExecutionLimits(**values)
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def wait_for_pids(path: Path, count: int) -> List[int]:

@@ -3,7 +3,6 @@ planning, leftover processes, the writer thread, and the per-run JournalRun obje
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import signal
@@ -28,10 +27,10 @@ from parallelr.jobs.liveness import this_host
 from parallelr.jobs.records import RunRecord
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.model import RunSummary, TaskStatus
+from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal import database, plugin, processes
 from parallelr.plugins.journal.database import (
     JournalUnavailable,
-    journal_path,
     journal_transaction,
     open_journal,
 )
@@ -44,6 +43,7 @@ from parallelr.plugins.journal.resume import (
 )
 from parallelr.plugins.journal.run import JournalRun
 from parallelr.plugins.journal.writer import JournalWriter
+from parallelr.request import RunRequest
 
 
 @pytest.fixture
@@ -159,22 +159,18 @@ def test_parse_only() -> None:
 
 
 def test_restore_options_fills_only_what_is_unset() -> None:
-    options = argparse.Namespace(
-        Command=None, TasksDir=[], arguments_file=None, env_var=(), max=5, timeout=None, retries=0,
-        executor=None, shell=False,
-    )
+    request = RunRequest(workers=5, retries=0)
     stored = {"Command": "bash @TASK@", "TasksDir": ["/t"], "env_var": ["HOSTNAME"], "max": 2, "timeout": 30,
               "retries": 3, "executor": "process", "shell": True, "run": True, "debug": True}
-    restored = restore_options(options, stored)
-    assert sorted(restored) == ["Command", "TasksDir", "env_var", "executor", "shell", "timeout"]
-    assert (options.Command, options.TasksDir, options.env_var, options.max, options.timeout) == (
-        "bash @TASK@", ["/t"], ("HOSTNAME",), 5, 30
+    request, restored = restore_options(request, stored)
+    assert restored == ["Command", "TasksDir", "env_var", "executor", "shell", "timeout"]
+    assert (request.command, request.task_paths, request.env_names, request.workers, request.timeout) == (
+        "bash @TASK@", ("/t",), ("HOSTNAME",), 5, 30
     )
-    assert (options.retries, options.executor, options.shell) == (0, "process", True)  # --retries 0 is kept
-    assert not hasattr(options, "run")
-    explicit = argparse.Namespace(executor="thread")  # --executor thread given on the resume
-    assert restore_options(explicit, {"executor": "process"}) == []
-    assert explicit.executor == "thread"
+    assert (request.retries, request.executor, request.shell) == (0, "process", True)  # --retries 0 is kept
+    assert (request.execute, request.debug) == (False, False)  # what to do now is not restored
+    explicit = RunRequest(executor="thread")  # --executor thread given on the resume
+    assert restore_options(explicit, {"executor": "process"}) == (explicit, [])
 
 
 # -- liveness -------------------------------------------------------------------------------------
@@ -308,7 +304,7 @@ class StubConfig:
     """What the journal reads of a config: options, settings, home, the run's plugin manager."""
 
     def __init__(self, home: Path) -> None:
-        self.options = argparse.Namespace(resume=None, resume_only=None, no_journal=False, run=True)
+        self.request = RunRequest(execute=True)
         self.settings = Settings()
         self.home = home
         self.app_name = "parallelr"
