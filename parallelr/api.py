@@ -29,7 +29,7 @@ from parallelr.options import setting_overrides
 from parallelr.paths import AppPaths
 from parallelr.registry import Registry, entry_for_current_process
 from parallelr.request import RunRequest
-from parallelr.scheduler import RetryPolicy, RunControl, RunTally, Scheduler, StopLimits
+from parallelr.scheduler import RetryPolicy, RunControl, RunTally, Scheduler, StopLimits, call_each
 from parallelr.signals import ShutdownOnSignal
 
 log = logging.getLogger("parallelr")
@@ -61,6 +61,8 @@ def run_batch(
 
     Raises:
         ParallelrError: a problem the user can fix (a missing path, a bad value), before any task ran.
+        WriteError: a record of the run (the CSV, a log) could not be written, a full disk say: no
+            task started after it, the running ones finished, and the run's end was reported.
     """
     from parallelr.pluginmanager import check_hooks, create_plugin_manager
 
@@ -319,6 +321,11 @@ def _schedule(
             outcome = scheduler.run(tasks)
         finally:
             executor.shutdown(cancel=control.stop_request.reason is not None)
-        summary = tally.summary(outcome)
-        hook.parallelr_run_finish(run=run_info, summary=summary)
+        problems = [line for found in hook.parallelr_run_problems(run=run_info) for line in (found or ())]
+        summary = tally.summary(outcome, problems)
+        finish_error = call_each(hook.parallelr_run_finish, run=run_info, summary=summary)
+    # After the summary, so that every record that could be written is; the first error wins.
+    error = outcome.write_error or finish_error
+    if error is not None:
+        raise error
     return summary

@@ -13,10 +13,10 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from parallelr import __version__
-from parallelr.command import parse_env_names
+from parallelr.command import CommandTemplate, parse_env_names
 from parallelr.commands import Command
 from parallelr.context import Config
-from parallelr.errors import ParallelrError, UsageError
+from parallelr.errors import CommandError, ParallelrError, UsageError
 from parallelr.options import add_options
 from parallelr.pluginmanager import apply_plugin_specs, check_hooks, create_plugin_manager
 from parallelr.presets import Preset
@@ -234,6 +234,7 @@ def _main(argv: List[str], prog: str) -> int:
     options = parser.parse_args(argv)
     _normalize(options)
     request = RunRequest.from_namespace(options, ignore=INVOCATION_DESTS)
+    _check_conflicts(options, request)
     config = Config(request, manager, preset=preset.name if preset else None,
                     app_name=preset.app_name if preset else "parallelr")
     manager.hook.parallelr_configure(config=config)
@@ -247,7 +248,34 @@ def _main(argv: List[str], prog: str) -> int:
             raise UsageError("nothing to run: give task files with -T, or an arguments file with -A")
         if not request.command:
             raise UsageError("no command: give the command template with -C, e.g. -C \"bash @TASK@\"")
+        try:  # a template that cannot work is a bad command-line value: exit 2, before anything runs
+            CommandTemplate.parse(request.command, request.env_names, shell=request.shell)
+        except CommandError as exc:
+            raise UsageError(str(exc)) from None
     return runner.run(config, options)
+
+
+# What each info command conflicts with: it does one thing and exits, so a run's options with it
+# are a mistake (``--list-workers -r -T tasks`` would silently run nothing).
+_RUN_FLAGS = (("execute", "-r"), ("daemon", "-D"), ("task_paths", "-T"), ("arguments_file", "-A"),
+              ("command", "-C"))
+_INFO_FLAGS = (("version", "--version"), ("check_dependencies", "--check-dependencies"),
+               ("validate_config", "--validate-config"), ("show_config", "--show-config"),
+               ("list_workers", "--list-workers"), ("kill", "-k/--kill"))
+
+
+def _check_conflicts(options: argparse.Namespace, request: RunRequest) -> None:
+    infos = [flag for dest, flag in _INFO_FLAGS if getattr(options, dest)]
+    if len(infos) > 1:
+        raise UsageError(f"{' and '.join(infos)} cannot be combined: give one of them")
+    if not infos:
+        return
+    # --validate-config and --show-config take the settings a run would use (-m, -t, ...).
+    settings_only = infos[0] in ("--validate-config", "--show-config")
+    conflicting = [flag for field, flag in _RUN_FLAGS
+                   if getattr(request, field) and not (settings_only and flag in ("-T", "-A", "-C"))]
+    if conflicting:
+        raise UsageError(f"{infos[0]} runs no tasks: drop {', '.join(conflicting)}")
 
 
 __all__ = ["Parser", "__version__", "build_parser", "main", "main_ptasker"]

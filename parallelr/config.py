@@ -624,7 +624,9 @@ def load_settings(
     """
     if not app_name or "/" in app_name or app_name in (".", ".."):
         raise ValueError(f"invalid app name {app_name!r}")
-    home = Path.home() if home is None else Path(home)
+    from parallelr.paths import user_home  # the one source of "the user's home" (HOME checked)
+
+    home = user_home() if home is None else Path(home)
     script_dir = script_config_dir() if script_dir is None else Path(script_dir)
     default_file = f"{DEFAULT_APP_NAME}.yaml"
     script_file = _locate("script", script_dir / f"{app_name}.yaml", script_dir / default_file)

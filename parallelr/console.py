@@ -8,23 +8,39 @@ prints them as one ``<prog>: error: ...`` line on stderr.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 DEFAULT_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
 
+def silence_stdout(stream: Any) -> None:
+    """Point the console's descriptor at /dev/null: what is still buffered for it, and every
+    later line, then goes nowhere instead of failing again (and again at interpreter exit)."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # no descriptor (a capture)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
 class ConsoleHandler(logging.StreamHandler):
-    """A handler on stdout that a console which went away (``| head``, a closed terminal) cannot
-    stop: the rest of the lines go to /dev/null, the run and its files go on."""
+    """A handler on stdout that a console which went away (``| head``, a closed terminal) or is
+    full (stdout redirected to a full disk) cannot stop: the rest of the lines go to /dev/null,
+    the run and its files go on."""
 
     def __init__(self, fmt: str = DEFAULT_FORMAT) -> None:
         super().__init__(sys.stdout)
         self.setFormatter(logging.Formatter(fmt))
 
     def handleError(self, record: logging.LogRecord) -> None:
+        # setStream flushes the failed stream once more: silence its descriptor first, so that
+        # flush succeeds instead of raising out of the logging call.
+        silence_stdout(self.stream)
         self.setStream(open(os.devnull, "w"))
 
 

@@ -72,4 +72,6 @@ class Config:
     @property
     def home(self) -> Path:
         """``~/<app_name>``: where this app keeps its logs, workspace, pids and user config."""
-        return Path.home() / self.app_name
+        from parallelr.paths import user_home  # the one source of "the user's home"
+
+        return user_home() / self.app_name

@@ -43,3 +43,9 @@ class NoTasksError(SourceError):
         if detail:
             message = f"{message} ({detail})"
         super().__init__(message)
+
+
+class WriteError(ParallelrError):
+    """A file the run must write (the CSV, a log, the journal) cannot be written: a full disk, a
+    read-only file system. Raised from a reporter hook, it stops the run: no new task starts, the
+    running ones finish, and the CLI prints this one line and exits non-zero."""

@@ -25,6 +25,7 @@ Order of a run::
     parallelr_task_start(run, task, worker_id)     } per attempt / per task, from
     parallelr_task_retry(run, result, delay)        } the scheduler's thread
     parallelr_task_finish(run, result)              }
+    parallelr_run_problems(run)
     parallelr_run_finish(run, summary)
 
 Reporter hooks are always called from the one thread that runs the scheduler, so a reporter
@@ -33,7 +34,7 @@ needs no locking. A reporter must not block for long: the next task waits for it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional
 
 import pluggy
 
@@ -180,6 +181,14 @@ def parallelr_task_retry(run: RunInfo, result: TaskResult, delay: float) -> None
 def parallelr_task_finish(run: RunInfo, result: TaskResult) -> None:
     """A task ended; ``result`` is its TaskResult (its final attempt). Called exactly once per
     task of the run, also for tasks that never started (status CANCELLED, worker_id 0)."""
+
+
+@hookspec
+def parallelr_run_problems(run: RunInfo) -> Optional[List[str]]:
+    """Problems this plugin had with the run that the user must see, one line each (a journal
+    that could not record every result, say). Called after the last task ended and before the
+    summary is built; any problem is listed in the summary under ``Problems:`` and makes the run's
+    exit status 1 (a run that was interrupted keeps its 128+N)."""
 
 
 @hookspec

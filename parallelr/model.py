@@ -39,6 +39,8 @@ class TaskStatus(str, enum.Enum):
 
 
 def _env_pairs(value: Any) -> Tuple[Tuple[str, str], ...]:
+    if not value:  # most tasks have no -E variables: no generator for them
+        return ()
     if isinstance(value, Mapping):
         value = value.items()
     return tuple((str(k), str(v)) for k, v in value)
@@ -183,6 +185,7 @@ class RunSummary:
     stop_reason: Optional[str] = None  # set when stop limits halted the run
     interrupted_by: Optional[str] = None  # "SIGINT", "SIGTERM", ... when a signal stopped it
     exit_code: int = 0
+    problems: Tuple[str, ...] = attrs.field(default=(), converter=tuple)  # parallelr_run_problems
 
     @property
     def success_rate(self) -> float:

@@ -2,17 +2,55 @@
 
 ``~/<app>/`` holds ``logs/``, ``workspace/``, ``pids/<app>.pids``, ``cfg/<app>.yaml`` and the
 store ``state.db``; a run's three files are named ``<app>_<PID>_<TIMESTAMP>...`` in ``logs/``.
+
+``~`` is :func:`user_home`, the one source of "the user's home" for every file parallelr reads or
+writes: ``$HOME`` when it is set, else this account's home directory in the password database
+(as the shell does). A HOME that is set but empty or relative is refused with an error naming
+HOME: Python would read ``HOME=''`` as ``/`` (or as the current directory), and a run would then
+write its logs, workspace and journal outside the user's own directories.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from parallelr.errors import ParallelrError
 from parallelr.model import RunPaths
+
+HOME_FIX = "set HOME to your home directory (an absolute path)"
+
+
+def user_home() -> Path:
+    """The user's home directory: ``$HOME``, or the password database's entry when HOME is unset.
+
+    Raises:
+        ParallelrError: HOME is set but empty or not absolute, or it is unset and the password
+            database has no absolute home directory for this user.
+    """
+    value = os.environ.get("HOME")
+    if value is None:
+        try:
+            value = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            raise ParallelrError(
+                f"HOME is not set and user ID {os.getuid()} has no entry in the password database: {HOME_FIX}"
+            ) from None
+        if not os.path.isabs(value):
+            raise ParallelrError(
+                f"HOME is not set and the password database gives user ID {os.getuid()} the home "
+                f"directory {value!r}, which is not an absolute path: {HOME_FIX}"
+            )
+        return Path(value)
+    if not value:
+        raise ParallelrError(f"HOME is set but empty: {HOME_FIX}, or unset it to use the password database's")
+    if not os.path.isabs(value):
+        raise ParallelrError(f"HOME is a relative path ({value!r}): {HOME_FIX}")
+    return Path(value)
 
 
 @attrs.frozen
@@ -57,5 +95,13 @@ def store_path(settings: Any, home: Path) -> Path:
     configured = settings.journal.path if settings is not None else ""
     if not configured:
         return home / "state.db"
-    path = Path(os.path.expanduser(configured))
+    path = Path(expand_user(configured))
     return path if path.is_absolute() else home / path
+
+
+def expand_user(path: str) -> str:
+    """``os.path.expanduser`` with ``~`` and ``~/...`` taken from :func:`user_home`, so an empty
+    HOME never turns ``~/x`` into ``/x``. ``~name`` is another user's home, looked up as usual."""
+    if path == "~" or path.startswith("~/"):
+        return str(user_home() / path[2:])
+    return os.path.expanduser(path)

@@ -1,5 +1,6 @@
 """What the built-in reporters share: how a per-run reporter is registered, the wording of the
-per-task log lines, the end-of-run summary block, time stamps and how report files are opened.
+per-task log lines and how a task's text is escaped in them, the end-of-run summary block, time
+stamps and how report files are written (whole pieces, one error line when the disk is full).
 
 The summary block's labels and the per-task lines are part of COMPAT.md (scripts grep them); keep
 them exactly.
@@ -7,12 +8,17 @@ them exactly.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import errno
 import logging
-from typing import IO, Any, List, Optional, Tuple
+import os
+import re
+from typing import Any, List, Optional, Tuple
 
 import pluggy
 
+from parallelr.errors import WriteError
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
 
 # Report files are UTF-8; a byte that does not decode (an argument read from a file in another
@@ -58,6 +64,50 @@ class LineLogger:
             self.handler.handle(logging.LogRecord(self.name, levelno, __file__, 0, message, args, None))
 
 
+# Characters that would let a task's name, arguments, message or output split a log line, forge
+# one, or drive the terminal that shows it: C0 controls except tab, DEL, C1 controls, and the two
+# Unicode line separators (str.splitlines and some viewers break lines there too).
+_CONTROLS_BUT_NEWLINE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029"
+_CONTROL = re.compile(f"[\n{_CONTROLS_BUT_NEWLINE}]")
+# The same within a text of several lines (a task's output), whose newlines are its structure.
+CONTROL_IN_LINES = re.compile(f"[{_CONTROLS_BUT_NEWLINE}]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r"}
+
+
+def _visible(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_line(text: str) -> str:
+    """``text`` with every control character written as a visible escape (newline as ``\\n``,
+    ESC as ``\\x1b``), so that it stays one line of a log and prints as itself on a terminal.
+
+    Every line the reporters write about a task goes through here (the CSV excepted: it is data
+    and quotes instead). Plain text is returned as it is, after one C-speed isprintable() check.
+    """
+    if text.isprintable():
+        return text
+    return _CONTROL.sub(_visible, text)
+
+
+def never_started(result: TaskResult) -> bool:
+    """A task the run recorded without starting it (a stop or a signal came first): it gets its
+    CSV row, but the console and the main log count it in one line at the end instead of a line
+    each, and the output log has nothing to show for it. A million of them pass through here after
+    a Ctrl+C, so the cheapest test comes first."""
+    return result.start_time is None and result.worker_id == 0 and result.status is TaskStatus.CANCELLED
+
+
+def not_started_line(count: int, first_reason: str) -> LogLine:
+    """The one line for every task that never started, with the reason of the first."""
+    return logging.WARNING, "%d task(s) not started: %s", (count, escape_line(first_reason))
+
+
 def iso_seconds(epoch: Optional[float]) -> str:
     """``2025-09-29T14:30:15`` (local time), or '' when the task never started."""
     if epoch is None:
@@ -75,8 +125,8 @@ def log_time(epoch: Optional[float]) -> str:
 def task_label(task: Task) -> str:
     """How a task is named in console and log lines: its file, plus its arguments if any."""
     if task.arguments:
-        return f"{task.source} ({' '.join(task.arguments)})"
-    return task.source
+        return escape_line(f"{task.source} ({' '.join(task.arguments)})")
+    return escape_line(task.source)
 
 
 def task_started(task: Task, worker_id: int) -> LogLine:
@@ -87,7 +137,8 @@ def task_started(task: Task, worker_id: int) -> LogLine:
 def task_retrying(result: TaskResult, delay: float) -> LogLine:
     return (
         logging.WARNING, "Task %s (attempt %d): %s: %s; retrying in %gs",
-        (result.status.value, result.attempt, task_label(result.task), result.error_message, delay),
+        (result.status.value, result.attempt, task_label(result.task), escape_line(result.error_message),
+         delay),
     )
 
 
@@ -98,7 +149,7 @@ def task_finished(result: TaskResult, no_message: str = "") -> LogLine:
         return logging.INFO, "Task completed: %s (%.2fs)", (task_label(result.task), result.duration)
     return (
         logging.WARNING, "Task %s: %s: %s",
-        (result.status.value, task_label(result.task), result.error_message or no_message),
+        (result.status.value, task_label(result.task), escape_line(result.error_message) or no_message),
     )
 
 
@@ -107,9 +158,66 @@ def blank_if_none(value: Any) -> Any:
     return "" if value is None else value
 
 
-def open_report(path: str, newline: Optional[str] = None) -> IO[str]:
-    """Open (truncate) a report file of this run, in the encoding every report shares."""
-    return open(path, "w", newline=newline, encoding=ENCODING, errors=ERRORS)
+def write_error(what: str, path: str, error: OSError) -> WriteError:
+    """The one line a failed report write ends the run with: the file and the system's reason."""
+    return WriteError(f"cannot write the {what} {path}: {error.strerror or error}")
+
+
+class ReportFile:
+    """A report file written in whole pieces (a CSV row, a log line, an output block).
+
+    Each ``write`` is one unbuffered write of the whole piece, so there is nothing to flush and
+    a reader sees only whole pieces. When a write fails (a full disk takes part of a piece, then
+    says ENOSPC) the file is cut back to the end of the last whole piece, closed, and the failure
+    raised once as a :class:`WriteError` naming ``what`` and the path; later writes do nothing,
+    so a run that goes on after the error neither adds half lines nor repeats the error.
+    """
+
+    def __init__(self, path: str, what: str, append: bool = False) -> None:
+        self.path = path
+        self.what = what
+        self._fd: Optional[int] = None
+        self._size = 0  # bytes of whole pieces in the file: where a failed write is cut back to
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            self._fd = os.open(path, flags, 0o666)
+            if append:
+                self._size = os.fstat(self._fd).st_size
+        except OSError as exc:
+            self.close()
+            raise write_error(what, path, exc) from None
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def write(self, text: str) -> None:
+        fd = self._fd
+        if fd is None:
+            return
+        data = text.encode(ENCODING, ERRORS)
+        try:
+            done = os.write(fd, data)
+            while done < len(data):  # a short write: the rest fails (ENOSPC) or goes on
+                more = os.write(fd, memoryview(data)[done:])
+                if more <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += more
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._size)  # no half piece stays behind
+            self.close()
+            raise write_error(self.what, self.path, exc) from None
+        self._size += len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered; here for the logging handler, which flushes its stream."""
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):  # what could not be written, write() reported
+                os.close(fd)
 
 
 def summary_lines(run: RunInfo, summary: RunSummary) -> List[str]:
@@ -175,6 +283,8 @@ def summary_lines(run: RunInfo, summary: RunSummary) -> List[str]:
         f"- Workers: {run.workers}",
         f"- Executor: {run.executor}",
     ]
+    if summary.problems:  # e.g. a journal that could not record every result: the run failed
+        lines += ["", "Problems:", *(f"- {escape_line(problem)}" for problem in summary.problems)]
     if summary.interrupted_by:
         lines += ["", f"Run interrupted by {summary.interrupted_by}: {summary.cancelled} task(s) cancelled"]
     return lines

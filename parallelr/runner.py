@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable, List
@@ -19,9 +20,10 @@ from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, settings_as_dict
 from parallelr.context import Config
 from parallelr.model import Task
-from parallelr.paths import AppPaths
+from parallelr.paths import AppPaths, store_path
 from parallelr.pluginmanager import blocked_names, describe_plugins
 from parallelr.registry import Registry
+from parallelr.report import escape_line
 
 log = logging.getLogger("parallelr")
 
@@ -61,11 +63,20 @@ def run(config: Config, actions: argparse.Namespace) -> int:
     return execute(config)
 
 
+# Variables a program needs to start at all: setting them from an arguments file is almost always
+# a mistake (``-E PATH`` makes every task "command not found").
+_STARTUP_VARIABLES = ("PATH", "HOME")
+
+
 def execute(config: Config) -> int:
     request = config.request
     template = CommandTemplate.parse(request.command or "", request.env_names, shell=request.shell)
     for warning in template.operator_warnings():
         log.warning("%s", warning)
+    for name in request.env_names:
+        if name in _STARTUP_VARIABLES or name.startswith("LD_"):
+            log.warning("-E %s replaces the %s every task needs to start (its program is looked up and "
+                        "loaded with it): use another name unless that is what you want", name, name)
     log.info("Starting parallel execution")
     tasks = api.collect(config)
     if tasks.plan is not None:
@@ -103,7 +114,7 @@ def dry_run(tasks: Iterable[Task]) -> int:
     out.write("DRY RUN MODE - nothing is executed; add -r to run these commands:\n")
     count = 0
     for task in tasks:
-        out.write(task.command + "\n")
+        out.write(escape_line(task.command) + "\n")  # a file name must not write to the terminal
         count += 1
     out.write(f"{count} task(s) would run.\n")
     return 0
@@ -166,16 +177,49 @@ def _validation_lines(config: Config, loaded: LoadedSettings) -> List[str]:
     ]
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def store_problems(settings: Any, home: Path) -> List[str]:
+    """Why the journal's database (``journal.path``) cannot work, if it cannot: checked without
+    creating or opening anything."""
+    if not settings.journal.enabled:
+        return []
+    path = store_path(settings, home)
+    if path.exists():
+        if not path.is_file():
+            return [f"journal.path {path} is not a regular file: point it at a database file"]
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            return [f"journal.path {path} cannot be read: {exc.strerror}"]
+        if header and header != _SQLITE_HEADER:
+            return [f"journal.path {path} is not a SQLite database"]
+        if not os.access(path, os.W_OK):
+            return [f"journal.path {path} is not writable"]
+        return []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # what a run would create starts at the nearest existing folder
+    if not parent.is_dir():
+        return [f"journal.path {path}: {parent} is not a directory"]
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return [f"journal.path {path} cannot be created: {parent} is not writable"]
+    return []
+
+
 def validate_config(config: Config, loaded: LoadedSettings) -> int:
-    if loaded.warnings:
+    problems = list(loaded.warnings) + store_problems(loaded.settings, config.home)
+    if problems:
         print("✗ Configuration has problems:")
-        for warning in loaded.warnings:
-            print(f"  - {warning}")
+        for problem in problems:
+            print(f"  - {problem}")
     else:
         print("✓ Configuration is valid")
     for line in _validation_lines(config, loaded):
         print(line)
-    return 1 if loaded.warnings else 0
+    return 1 if problems else 0
 
 
 def show_config(config: Config, loaded: LoadedSettings) -> int:

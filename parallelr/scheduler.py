@@ -23,12 +23,13 @@ import inspect
 import logging
 import queue
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
-from parallelr.errors import ParallelrError
+from parallelr.errors import ParallelrError, WriteError
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
+from parallelr.report import escape_line
 
 log = logging.getLogger("parallelr.scheduler")
 
@@ -113,17 +114,19 @@ class RunTally:
                 )
         return None
 
-    def exit_code(self, outcome: RunOutcome) -> int:
-        """COMPAT exit status: 0 when every task succeeded, 128+N after signal N, else 1."""
+    def exit_code(self, outcome: RunOutcome, problems: Sequence[str] = ()) -> int:
+        """COMPAT exit status: 0 when every task succeeded (and nothing went wrong around them),
+        128+N after signal N, else 1."""
         if outcome.interrupted_by is not None and outcome.signal_exit_code is not None:
             return outcome.signal_exit_code
-        if outcome.stop_reason or outcome.interrupted_by or self.finished != self.counts[TaskStatus.SUCCESS]:
+        if (outcome.stop_reason or outcome.interrupted_by or outcome.write_error is not None
+                or self.finished != self.counts[TaskStatus.SUCCESS]):
             return 1
-        return 0
+        return 1 if problems else 0
 
-    def summary(self, outcome: RunOutcome) -> RunSummary:
+    def summary(self, outcome: RunOutcome, problems: Sequence[str] = ()) -> RunSummary:
         counts = self.counts
-        exit_code = self.exit_code(outcome)
+        exit_code = self.exit_code(outcome, problems)
         stop_reason, interrupted_by = outcome.stop_reason, outcome.interrupted_by
         return RunSummary(
             total=self.finished,
@@ -140,6 +143,7 @@ class RunTally:
             stop_reason=stop_reason,
             interrupted_by=interrupted_by,
             exit_code=exit_code,
+            problems=problems,
         )
 
 
@@ -171,6 +175,7 @@ class RunOutcome:
     stop_reason: Optional[str] = None
     interrupted_by: Optional[str] = None
     signal_exit_code: Optional[int] = None  # 128+N when signal N interrupted the run
+    write_error: Optional[WriteError] = None  # a record could not be written: the run stopped
 
 
 class _NothingYet:
@@ -272,6 +277,8 @@ class Scheduler:
         # children of one run token, so cancelling the run reaches every attempt.
         self._run_token = _new_token() if _accepts_cancel(executor) else None
         self._nothing_yet = False  # the source said NOTHING_YET: pull again only after a wake
+        self.write_error: Optional[WriteError] = None  # the first record that could not be written
+        self._callers: Dict[int, EachCaller] = {}
         self.stop_reason: Optional[str] = None
         self._source_failed = False
         self._running_cancelled = False
@@ -287,7 +294,7 @@ class Scheduler:
 
     def _finish(self, result: TaskResult) -> None:
         self.tally.add(result)
-        self.hook.parallelr_task_finish(run=self.run_info, result=result)
+        self._report(self.hook.parallelr_task_finish, result=result)
         if self.stop_reason is None and result.status.is_failure:
             reason = self.tally.stop_reason(self.stop_limits)
             if reason:
@@ -299,7 +306,7 @@ class Scheduler:
         task = result.task
         if result.status.is_failure and task.attempt <= self.retry.retries and not self._stopping:
             delay = self.retry.delay_after(task.attempt)
-            self.hook.parallelr_task_retry(run=self.run_info, result=result, delay=delay)
+            self._report(self.hook.parallelr_task_retry, result=result, delay=delay)
             self._retry_sequence += 1
             due = time.monotonic() + delay
             again = attrs.evolve(task, attempt=task.attempt + 1)
@@ -309,7 +316,17 @@ class Scheduler:
 
     @property
     def _stopping(self) -> bool:
-        return self.stop_reason is not None or self.stop_request.future.done()
+        return self.stop_reason is not None or self.write_error is not None or self.stop_request.future.done()
+
+    def _report(self, hook: Any, **kwargs: Any) -> None:
+        """Call a run hook. A record that cannot be written (a full disk) stops the run: nothing new
+        starts, what runs finishes and is still reported; the error ends the run afterwards."""
+        caller = self._callers.get(id(hook))
+        if caller is None or caller.hook is not hook:
+            caller = self._callers[id(hook)] = EachCaller(hook)
+        error = caller(run=self.run_info, **kwargs)
+        if error is not None and self.write_error is None:
+            self.write_error = error
 
     def _pull(self, numbered: Iterator[Union[Task, Any]]) -> Union[Task, Any, None]:
         """The next new task, NOTHING_YET, or None when the source is exhausted (or failed)."""
@@ -350,7 +367,7 @@ class Scheduler:
                 future = self._submit(task, worker_id)
                 pending[future] = (task, worker_id)
                 future.add_done_callback(self._done.put)
-                self.hook.parallelr_task_start(run=self.run_info, task=task, worker_id=worker_id)
+                self._report(self.hook.parallelr_task_start, task=task, worker_id=worker_id)
                 if self.start_delay:
                     next_start = time.monotonic() + self.start_delay
             if not pending and (self._stopping or (exhausted and not self._retries)):
@@ -373,7 +390,8 @@ class Scheduler:
                 heapq.heappush(free_slots, worker_id)
         self._cancel_waiting(numbered)
         request = self.stop_request
-        return RunOutcome(self.stop_reason, request.reason, request.exit_code if request.reason else None)
+        return RunOutcome(self.stop_reason, request.reason, request.exit_code if request.reason else None,
+                          self.write_error)
 
     def _submit(self, task: Task, worker_id: int) -> concurrent.futures.Future:
         if self._run_token is None:
@@ -412,7 +430,9 @@ class Scheduler:
 
     def _cancel_waiting(self, remaining: Iterator[Task]) -> None:
         """After a stop: every task that will not run now still gets its row, as CANCELLED."""
-        if self.stop_reason:
+        if self.write_error is not None:
+            why = f"a record could not be written ({self.write_error})"
+        elif self.stop_reason:
             why = f"stop limits reached ({self.stop_reason})"
         elif self.stop_request.reason:
             why = f"run interrupted by {self.stop_request.reason}"
@@ -431,6 +451,41 @@ class Scheduler:
             return
         for task in remaining:
             self._finish(TaskResult.cancelled(task, f"Not started: {why}"))
+
+
+def call_each(hook: Any, **kwargs: Any) -> Optional[WriteError]:
+    """Call every implementation of ``hook`` in pluggy's order, each even when one before it could
+    not write its file: a full output log must not cost the task its CSV row. Returns the first
+    WriteError. Hooks with wrappers (and a plain callable) are called as usual."""
+    return EachCaller(hook)(**kwargs)
+
+
+class EachCaller:
+    """:func:`call_each` for one hook, with its implementations looked up once: the run hooks
+    are called for every task, and the plugins of a run are registered before it starts."""
+
+    def __init__(self, hook: Any) -> None:
+        get_impls = getattr(hook, "get_hookimpls", None)
+        impls = get_impls() if get_impls is not None else []
+        self.hook = hook
+        self.direct = get_impls is None or any(impl.hookwrapper or impl.wrapper for impl in impls)
+        # pluggy calls the last registered (and tryfirst) implementation first
+        self.calls = [(impl.function, tuple(impl.argnames)) for impl in reversed(impls)]
+
+    def __call__(self, **kwargs: Any) -> Optional[WriteError]:
+        if self.direct:
+            try:
+                self.hook(**kwargs)
+            except WriteError as exc:
+                return exc
+            return None
+        first: Optional[WriteError] = None
+        for function, names in self.calls:
+            try:
+                function(*[kwargs[name] for name in names])
+            except WriteError as exc:
+                first = first or exc
+        return first
 
 
 _SHUTDOWN_REASON = "Cancelled by shutdown"
@@ -471,7 +526,7 @@ def _result_of(future: concurrent.futures.Future, task: Task, worker_id: int) ->
     except concurrent.futures.CancelledError:
         return TaskResult.cancelled(task, "Cancelled before it started", worker_id=worker_id)
     except Exception as exc:  # an executor bug must not lose the task's row
-        log.error("executor failed on task %s: %s", task.source, exc)
+        log.error("executor failed on task %s: %s", escape_line(task.source), escape_line(str(exc)))
         return TaskResult(
             task=task, status=TaskStatus.ERROR, worker_id=worker_id, error_message=f"executor error: {exc}"
         )

@@ -6,8 +6,11 @@ list of records, ``(name, arguments)`` in the order they happened:
 * ``("task_started", (run_id, task, worker_id, now, owner))``: an attempt was handed to a worker;
 * ``("attempt_ended", (run_id, result, now, retry_delay))``: an attempt ended; ``retry_delay`` is
   set when the task runs again after it (the job waits as failed/timeout), None for its final one;
-* ``("finish_run", (run_id, summary, now))`` and ``("renew_run_lease", (run_id, owner, expires_at))``:
-  store methods of the same name, applied after the task records, in order.
+* ``("finish_run", (run_id, summary, now))``, ``("renew_run_lease", (run_id, owner, expires_at))``
+  and ``("cancel_not_started", (run_id, first, last, error, now))`` (the tasks at positions
+  first..last never got a slot: one set-based update, whose ``WHERE state IN (...)`` comes from
+  the transition table, instead of a record each): store methods of the same name, applied after
+  the task records, in order.
 
 :func:`plan_batch` replays the records on the jobs' current states, checking every move with
 :func:`~parallelr.jobs.states.check_transition`, and returns what a store has to write: the ends,

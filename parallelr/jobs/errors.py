@@ -14,12 +14,16 @@ class StoreUnavailable(StoreError):
 
     ``location`` names the store (a file path for SQLite), ``reason`` says what is wrong in a few
     words (``database is locked``), so a caller can phrase its own message around them.
+    ``transient`` says the same operation may succeed later unchanged (a lock held by another
+    process, a full disk, an I/O error), so a writer keeps what it could not write and tries again;
+    a corrupt file, a constraint or a bug are not transient: trying again changes nothing.
     """
 
-    def __init__(self, location: str, reason: str) -> None:
+    def __init__(self, location: str, reason: str, transient: bool = False) -> None:
         super().__init__(f"cannot use the job store {location}: {reason}")
         self.location = location
         self.reason = reason
+        self.transient = transient
 
 
 class NewerSchemaError(StoreError):

@@ -21,6 +21,14 @@ class RunRecord:
 
     ``pid``, ``create_time`` and ``host`` name the runner process; ``lease_owner`` and
     ``lease_expires_at`` its lease (None for a run that ended, or one stored before leases).
+
+    ``planned`` counts the jobs stored so far (positions 1..planned): a big run's jobs are stored
+    while it runs, a bounded number ahead of the last task started, so a run that ended early
+    (Ctrl+C, a kill) may have fewer jobs than ``task_count``; the rest never started and are
+    read again from the task source on resume. ``plan_digest`` is the digest of the stored tasks
+    in order and ``source_stamp`` how the source looked when the run started (size, mtime and
+    hashes of an arguments file): a resume checks both before it reads the source again. None
+    for runs stored before version 3 (all their jobs were stored before they started).
     """
 
     id: str
@@ -43,6 +51,16 @@ class RunRecord:
     resumes: int
     lease_owner: Optional[str] = None
     lease_expires_at: Optional[float] = None
+    planned: Optional[int] = None
+    plan_digest: Optional[str] = None
+    source_stamp: Optional[Mapping[str, Any]] = None
+
+    @property
+    def unrecorded(self) -> int:
+        """Tasks of the run that have no job (yet): they never started."""
+        if self.planned is None or self.task_count is None:
+            return 0
+        return max(0, self.task_count - self.planned)
 
 
 @attrs.frozen

@@ -29,8 +29,14 @@ figures (``pid``, ``worker_id``, ``exit_code``, times, ``duration``, ``memory_mb
 status, exit code, times and error. ``settings``: key/value pairs for the queue.
 
 ``PRAGMA user_version`` holds the schema version. :func:`migrate` creates the schema in an empty
-database and upgrades an older one step by step (version 2 added the run lease); a database
-written by a newer parallelr is refused rather than misread.
+database and upgrades an older one step by step (version 2 added the run lease, version 3 the
+run's planning columns ``planned``, ``plan_digest`` and ``source_stamp``: a big run's jobs are
+stored while it runs); a database written by a newer parallelr is refused rather than misread.
+
+Every read and write turns an ``sqlite3`` error into
+:class:`~parallelr.jobs.errors.StoreUnavailable` (a corrupt page found by a query is one line for
+the user, not a traceback); ``transient`` is set for the errors worth trying again (a lock, a
+full disk, an I/O error: ``sqlite3.OperationalError``), not for a corrupt file or a constraint.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunReco
 from parallelr.jobs.states import JobState, RunState, sources_of
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds to wait for another process's lock
 INSERT_CHUNK = 1000  # rows per executemany when a run's tasks are stored
 PAGE_SIZE = 500  # rows per query when jobs are streamed back
@@ -159,8 +165,16 @@ _VERSION_2 = (
     "ALTER TABLE runs ADD COLUMN lease_owner TEXT",
     "ALTER TABLE runs ADD COLUMN lease_expires_at REAL",
 )
+# Version 3: a big run's jobs are stored while it runs. ``planned``: jobs stored so far (NULL for
+# older runs: all of them were stored up front); ``plan_digest``: their digest, in order;
+# ``source_stamp``: JSON, how the task source looked when the run started.
+_VERSION_3 = (
+    "ALTER TABLE runs ADD COLUMN planned INTEGER",
+    "ALTER TABLE runs ADD COLUMN plan_digest TEXT",
+    "ALTER TABLE runs ADD COLUMN source_stamp TEXT",
+)
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: Tuple[Tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
+MIGRATIONS: Tuple[Tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
 
 
 def schema_version(connection: sqlite3.Connection) -> int:
@@ -221,7 +235,7 @@ def _json(value: Any) -> str:
 RUN_COLUMNS = (
     "id, app_name, pid, create_time, host, started_at, ended_at, state, command, options, executor, "
     "workers, task_count, exit_code, main_log, summary_csv, output_log, resumes, lease_owner, "
-    "lease_expires_at"
+    "lease_expires_at, planned, plan_digest, source_stamp"
 )
 JOB_COLUMNS = (
     "id, run_id, position, source, argv, env, arguments, line_number, shell, state, attempts, "
@@ -236,6 +250,7 @@ def run_from_row(row: Sequence[Any]) -> RunRecord:
     values[9] = json.loads(values[9] or "{}")  # options
     for position in (14, 15, 16):  # log paths
         values[position] = from_sql_text(values[position])
+    values[22] = json.loads(values[22]) if values[22] else None  # source_stamp
     return RunRecord(*values)
 
 
@@ -256,6 +271,16 @@ def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
     values = list(row)
     values[9] = from_sql_text(values[9])
     return AttemptRecord(*values)
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth trying again unchanged: a lock, a busy file, a full disk, an I/O error. A corrupt
+    file (``DatabaseError``), a broken constraint or a programming error is not."""
+    return isinstance(exc, sqlite3.OperationalError)
+
+
+def _unavailable(location: str, exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(location, _reason(exc), transient=_transient(exc))
 
 
 def _reason(exc: BaseException) -> str:
@@ -316,6 +341,16 @@ _ABANDONED_SQL = (
     " WHERE {where} AND state = ? AND attempts > 0"
 )
 
+# Tasks that never got a slot, cancelled in one statement per range of positions (a Ctrl+C with a
+# million tasks left): a running job is not among them (its attempt ends on its own record).
+_NOT_STARTED_FROM = _values(
+    tuple(state for state in sources_of(JobState.CANCELLED) if state is not JobState.RUNNING)
+)
+_NOT_STARTED_SQL = (
+    "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, last_error = ?, last_status = ?,"
+    " updated_at = ? WHERE run_id = ? AND position BETWEEN ? AND ?"
+    f" AND state IN ({_marks(len(_NOT_STARTED_FROM))})"
+)
 # A job requeued is pending afterwards; one already pending just becomes due now.
 _REQUEUABLE = _values((JobState.PENDING, *sources_of(JobState.PENDING)))
 _CLAIMABLE = _values(sources_of(JobState.RUNNING))
@@ -344,7 +379,7 @@ class SQLiteJobStore:
     """
 
     # What apply_batch may call besides the task records (see parallelr.jobs.batch).
-    _BATCH_METHODS = frozenset({"finish_run", "renew_run_lease"})
+    _BATCH_METHODS = frozenset({"finish_run", "renew_run_lease", "cancel_not_started"})
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
@@ -383,7 +418,7 @@ class SQLiteJobStore:
                 uri, uri=True, timeout=busy_timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise StoreUnavailable(str(path), _reason(exc)) from None
+            raise StoreUnavailable(str(path), _reason(exc), transient=_transient(exc)) from None
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
@@ -391,7 +426,7 @@ class SQLiteJobStore:
             migrate(connection)
         except (sqlite3.Error, NewerSchemaError) as exc:
             connection.close()
-            raise StoreUnavailable(str(path), _reason(exc)) from None
+            raise StoreUnavailable(str(path), _reason(exc), transient=_transient(exc)) from None
         return cls(path, connection)
 
     def close(self) -> None:
@@ -413,7 +448,15 @@ class SQLiteJobStore:
                 raise
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(self.location, _reason(exc)) from None
+            raise _unavailable(self.location, exc) from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads fail like writes: a corrupt page a query runs into is a StoreUnavailable."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _unavailable(self.location, exc) from None
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
@@ -425,17 +468,19 @@ class SQLiteJobStore:
                 yield
 
     # -- runs ------------------------------------------------------------------------------------
-    def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease) -> None:
+    def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease,
+                   source_stamp: Optional[Dict[str, Any]] = None) -> None:
         options = {key: value for key, value in run.options.items() if not key.startswith("_")}
         self.connection.execute(
             "INSERT INTO runs (id, app_name, pid, create_time, host, started_at, state, command, options,"
             " executor, workers, task_count, main_log, summary_csv, output_log, lease_owner,"
-            " lease_expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " lease_expires_at, planned, source_stamp)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
             (run.run_id, run.app_name, run.pid, create_time, host, run.started_at, RunState.RUNNING.value,
              to_sql_text(run.command_template), _json(options), run.executor, run.workers, run.task_count,
              to_sql_text(run.paths.main_log), to_sql_text(run.paths.summary_csv),
-             to_sql_text(run.paths.output_log), lease.owner, lease.expires_at),
+             to_sql_text(run.paths.output_log), lease.owner, lease.expires_at,
+             None if source_stamp is None else _json(source_stamp)),
         )
 
     def reopen_run(
@@ -486,13 +531,34 @@ class SQLiteJobStore:
                 task.line_number, int(task.shell), JobState.PENDING.value, max_attempts, now, now, now)
 
     def insert_jobs(self, run_id: str, tasks: Iterable[Task], max_attempts: int, now: float) -> int:
+        count = self.add_jobs(run_id, tasks, max_attempts, now)
+        self.connection.execute(
+            "UPDATE runs SET task_count = ?, planned = ? WHERE id = ?", (count, count, run_id)
+        )
+        return count
+
+    def add_jobs(self, run_id: str, tasks: Iterable[Task], max_attempts: int, now: float) -> int:
         count = 0
         rows = (self._job_row(run_id, None, task, max_attempts, now) for task in tasks)
         for chunk in _chunks(rows, INSERT_CHUNK):
             self.connection.executemany(_INSERT_JOB_SQL, chunk)
             count += len(chunk)
-        self.connection.execute("UPDATE runs SET task_count = ? WHERE id = ?", (count, run_id))
         return count
+
+    def record_planned(self, run_id: str, planned: int, digest: Optional[str],
+                       task_count: Optional[int] = None) -> None:
+        self.connection.execute(
+            "UPDATE runs SET planned = ?, plan_digest = ?, task_count = COALESCE(?, task_count) WHERE id = ?",
+            (planned, digest, task_count, run_id),
+        )
+
+    def cancel_not_started(self, run_id: str, first: int, last: int, error: Optional[str], now: float) -> int:
+        cursor = self.connection.execute(
+            _NOT_STARTED_SQL,
+            (JobState.CANCELLED.value, now, to_sql_text(error or None), TaskStatus.CANCELLED.value, now,
+             run_id, first, last, *_NOT_STARTED_FROM),
+        )
+        return cursor.rowcount
 
     def enqueue(self, queue: str, tasks: Iterable[Task], max_attempts: int, now: float) -> List[int]:
         execute = self.connection.execute
@@ -613,36 +679,43 @@ class SQLiteJobStore:
 
     # -- reading ---------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> Optional[RunRecord]:
-        row = self.connection.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return run_from_row(row) if row else None
+        with self._reading():
+            row = self.connection.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            return run_from_row(row) if row else None
 
     def latest_run(self, app_name: Optional[str] = None) -> Optional[RunRecord]:
         where, params = ("WHERE app_name = ?", (app_name,)) if app_name else ("", ())
-        row = self.connection.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY started_at DESC, id DESC LIMIT 1", params
-        ).fetchone()
-        return run_from_row(row) if row else None
+        with self._reading():
+            row = self.connection.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs {where} ORDER BY started_at DESC, id DESC LIMIT 1", params
+            ).fetchone()
+            return run_from_row(row) if row else None
 
     def list_runs(self, limit: Optional[int] = None) -> List[RunRecord]:
-        rows = self.connection.execute(
-            f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?",
-            (-1 if limit is None else limit,),
-        ).fetchall()
-        return [run_from_row(row) for row in rows]
+        with self._reading():
+            rows = self.connection.execute(
+                f"SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+            return [run_from_row(row) for row in rows]
 
     def job_counts(self, run_id: str) -> Dict[str, int]:
-        rows = self.connection.execute(
-            "SELECT state, COUNT(*) FROM jobs WHERE run_id = ? GROUP BY state", (run_id,)
-        ).fetchall()
-        return dict(rows)
+        with self._reading():
+            rows = self.connection.execute(
+                "SELECT state, COUNT(*) FROM jobs WHERE run_id = ? GROUP BY state", (run_id,)
+            ).fetchall()
+            return dict(rows)
 
     def state_counts(self, run_id: str) -> Dict[Tuple[str, str], int]:
-        rows = self.connection.execute(
-            "SELECT state, COALESCE(last_status, ''), COUNT(*) FROM jobs WHERE run_id = ?"
-            " GROUP BY state, COALESCE(last_status, '')",
-            (run_id,),
-        ).fetchall()
-        return {(state, last_status): count for state, last_status, count in rows}
+        with self._reading():
+            rows = self.connection.execute(
+                "SELECT state, COALESCE(last_status, ''), COUNT(*) FROM jobs WHERE run_id = ?"
+                " GROUP BY state, COALESCE(last_status, '')",
+                (run_id,),
+            ).fetchall()
+            return {(state, last_status): count for state, last_status, count in rows}
 
     def iter_jobs(
         self, run_id: str, *, exclude_succeeded: bool = False, states: Optional[Sequence[str]] = None
@@ -663,7 +736,8 @@ class SQLiteJobStore:
         )
         after = -1
         while True:
-            rows = self.connection.execute(query, (run_id, after, *extra)).fetchall()
+            with self._reading():
+                rows = self.connection.execute(query, (run_id, after, *extra)).fetchall()
             for row in rows:
                 yield job_from_row(row)
             if len(rows) < PAGE_SIZE:
@@ -678,24 +752,33 @@ class SQLiteJobStore:
     def iter_jobs_by_ids(self, job_ids: Sequence[int]) -> Iterator[JobRecord]:
         """Within one run the IDs were given in position order, so this is also the run's order."""
         for group in _chunks(sorted(set(job_ids)), PAGE_SIZE):
-            rows = self.connection.execute(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({_marks(len(group))}) ORDER BY id", group
-            ).fetchall()
+            with self._reading():
+                rows = self.connection.execute(
+                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE id IN ({_marks(len(group))}) ORDER BY id", group
+                ).fetchall()
             for row in rows:
                 yield job_from_row(row)
 
     def dead_jobs(self, run_id: Optional[str] = None) -> Iterator[JobRecord]:
         dead = JobState.DEAD.value
         where, params = ("state = ? AND run_id = ?", (dead, run_id)) if run_id else ("state = ?", (dead,))
-        cursor = self.connection.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY id", params)
-        for row in cursor:
-            yield job_from_row(row)
+        query = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} AND id > ? ORDER BY id LIMIT {PAGE_SIZE}"
+        after = -1
+        while True:  # a page at a time, as iter_jobs: no statement stays open between rows
+            with self._reading():
+                rows = self.connection.execute(query, (*params, after)).fetchall()
+            for row in rows:
+                yield job_from_row(row)
+            if len(rows) < PAGE_SIZE:
+                return
+            after = rows[-1][0]
 
     def attempts_of(self, job_id: int) -> List[AttemptRecord]:
-        rows = self.connection.execute(
-            f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)
-        ).fetchall()
-        return [attempt_from_row(row) for row in rows]
+        with self._reading():
+            rows = self.connection.execute(
+                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,)
+            ).fetchall()
+            return [attempt_from_row(row) for row in rows]
 
 
 def _create_private(path: Path) -> None:

@@ -58,14 +58,18 @@ class JobStore(Protocol):
         """
 
     # -- runs ------------------------------------------------------------------------------------
-    def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease) -> None:
-        """Store a new batch run as ``running``, held by ``lease``.
+    def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease,
+                   source_stamp: Optional[Dict[str, Any]] = None) -> None:
+        """Store a new batch run as ``running``, held by ``lease``, with no job stored yet
+        (``planned`` 0: see :meth:`add_jobs`).
 
         Args:
             run: the run as the core describes it (ID, app, command, options, paths, ...).
             create_time: the runner's process start time (with ``run.pid``: proof of life).
             host: the runner's host name.
             lease: the runner's lease on the run; it renews it with :meth:`renew_run_lease`.
+            source_stamp: how the task source looked (JSON-ready), checked by a resume that
+                reads the source again.
         """
 
     def reopen_run(
@@ -103,7 +107,33 @@ class JobStore(Protocol):
         """Store every task of a new run as a ``pending`` job (position = ``task.index``).
 
         Returns:
-            How many jobs were stored (also written as the run's task count).
+            How many jobs were stored (also written as the run's task count and ``planned``).
+        """
+
+    def add_jobs(self, run_id: str, tasks: Iterable[Task], max_attempts: int, now: float) -> int:
+        """Store some more tasks of a run as ``pending`` jobs (a run's jobs are stored in chunks
+        while it runs); the run row is not changed (see :meth:`record_planned`).
+
+        Returns:
+            How many jobs were stored.
+        """
+
+    def record_planned(self, run_id: str, planned: int, digest: Optional[str],
+                       task_count: Optional[int] = None) -> None:
+        """The run's jobs 1..``planned`` are stored; ``digest`` is their digest, in order.
+
+        Args:
+            task_count: the run's task count, once the source is exhausted (None: unchanged).
+        """
+
+    def cancel_not_started(self, run_id: str, first: int, last: int, error: Optional[str], now: float) -> int:
+        """The jobs at positions ``first``..``last`` never started: ``cancelled`` (one statement).
+
+        Only jobs that may move to ``cancelled`` without an attempt (pending, failed, timeout)
+        change; a job not stored yet is simply not there.
+
+        Returns:
+            How many jobs changed.
         """
 
     def enqueue(self, queue: str, tasks: Iterable[Task], max_attempts: int, now: float) -> List[int]:

@@ -26,6 +26,24 @@ a few numbers in shared memory (:class:`_Shared`) and one signal that says "look
   why the polite cancellation uses a signal of its own.
 * SIGINT (a Ctrl-C that reached the whole terminal group) is left to the runner to decide.
 
+Nothing of the pool outlives the runner, however it dies (``kill -9``, the OOM killer). The fork
+server, the pool's workers and the resource tracker would otherwise stay: each worker holds the
+fork server's "alive" pipe and the tracker's pipe, so neither ever sees its end of file. On Linux:
+
+* The fork server gets a parent-death signal (``PR_SET_PDEATHSIG``, SIGKILL: it runs no task),
+  set when it imports this module as a preload. The signal fires when the *thread* that started
+  the process ends, so the server is started by :class:`_ForkServerKeeper`'s thread, which lives
+  as long as the runner, never by the thread of one run (``run_batch`` in a thread).
+* Each worker gets SIGTERM as its parent-death signal (its parent is the fork server): the
+  SIGTERM handler above stops the running task's whole process group, then the worker dies.
+* The resource tracker, which imports nothing of ours, ends by itself once the runner and the
+  workers are gone and its pipe reaches end of file.
+* The fork server, and through it the tracker and the workers, start with the run's
+  ``PARALLELR_RUN_ID`` in their environment, as tasks do: what a dead run left anyway (a worker
+  killed with SIGKILL leaves its task's group, or no parent-death signal was set) is found and
+  stopped by ``--resume``. A process starts one fork server, with the ID of the run that needed
+  it first; in the CLI that is the one run of the process.
+
 Every future this executor returns resolves to a TaskResult: a pool that broke turns into
 CANCELLED results during a shutdown and into ERROR results otherwise.
 """
@@ -35,10 +53,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
+import queue
 import signal
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 import attrs
 
@@ -47,7 +66,7 @@ from parallelr.cancel import CancelToken
 from parallelr.executor import ExecutorContext
 from parallelr.futures import ResultFuture
 from parallelr.hookspecs import hookimpl
-from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
+from parallelr.model import RUN_ID_VARIABLE, ExecutionLimits, Task, TaskResult, TaskStatus
 
 SHUTDOWN_REASON = "Cancelled by shutdown"
 TERMINATED_REASON = "Cancelled: worker process received SIGTERM"
@@ -59,6 +78,41 @@ CANCEL_SIGNAL = signal.SIGUSR1
 # The values of the executor-wide state and of a ticket's flag.
 ACTIVE, CANCEL, KILL = 0, 1, 2
 NO_TICKET = -1
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+FORK_SERVER_DEATH_SIGNAL = signal.SIGKILL  # it runs no task: nothing to stop first
+WORKER_DEATH_SIGNAL = signal.SIGTERM  # _on_sigterm stops the running task's group, then dies
+
+
+def _set_parent_death_signal(signum: int) -> bool:
+    """Have Linux send ``signum`` to this process when the thread that forked it ends (its
+    parent's death). False where there is no such thing."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(int(signum)), 0, 0, 0) == 0
+    except (OSError, AttributeError):  # no libc with prctl (a static or exotic build)
+        return False
+
+
+def _imported_by_fork_server(module_frame: Any) -> bool:
+    """True when the module whose frame is ``module_frame`` is being imported by the fork
+    server's preload, i.e. directly by ``multiprocessing.forkserver.main``: only the import
+    machinery lies between them. A worker forked from the server runs inside ``main`` too, but
+    deeper (serving one request), and the runner never runs ``main`` at all."""
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    main = getattr(forkserver, "main", None)
+    if main is None:
+        return False
+    frame = module_frame.f_back
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(
+        ("importlib", "_frozen_importlib")
+    ):
+        frame = frame.f_back
+    return frame is not None and frame.f_code is main.__code__
 
 
 class _Shared:
@@ -138,6 +192,11 @@ def _init_worker(*shared: Any) -> None:
     signal.signal(CANCEL_SIGNAL, _on_cancel_signal)
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, _ignore_signal)
+    # Set only now that the SIGTERM handler is in place, so the parent-death signal stops the
+    # running task's group before the worker dies. A runner (and so its fork server) that died
+    # before this line sends no signal any more: then die as the signal would have made us.
+    if _set_parent_death_signal(WORKER_DEATH_SIGNAL) and not _runner_alive():
+        _die_of_sigterm()
     # Registered only now that the handlers are in place: SIGUSR1's default action would end
     # the worker. The counter's lock is taken here only, never by the runner.
     pids, started = shared[0], shared[1]
@@ -147,6 +206,15 @@ def _init_worker(*shared: Any) -> None:
     if slot < len(pids):
         pids[slot] = os.getpid()
     _honour_requests()  # a shutdown that came before this worker did
+
+
+def _runner_alive() -> bool:
+    """Whether the process that made this worker still runs (multiprocessing's parent
+    sentinel: a pipe that the runner holds open until it ends)."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    return parent is None or parent.is_alive()
 
 
 def _warm_up() -> None:
@@ -189,6 +257,79 @@ def _pool_context() -> Any:
     return context
 
 
+class _ForkServerKeeper:
+    """Starts the fork server (and the resource tracker it needs) from one thread that lives as
+    long as this process, with the run's marker in their environment.
+
+    The fork server's parent-death signal follows the thread that started it: started by the
+    thread of a run, it (and every worker of every run) would be killed when that thread ended.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: Optional[queue.SimpleQueue] = None
+
+    def ensure_running(self, run_id: Optional[str]) -> None:
+        with self._lock:
+            if self._requests is None:
+                self._requests = queue.SimpleQueue()
+                threading.Thread(target=self._serve, args=(self._requests,), daemon=True,
+                                 name="parallelr-forkserver").start()
+            requests = self._requests
+        reply: queue.SimpleQueue = queue.SimpleQueue()
+        requests.put((run_id, reply))
+        error = reply.get()
+        if error is not None:
+            raise error
+
+    @staticmethod
+    def _serve(requests: queue.SimpleQueue) -> None:
+        from multiprocessing import forkserver
+
+        while True:  # never returns: the fork server's parent-death signal is this thread's end
+            run_id, reply = requests.get()
+            try:
+                with _run_marker(run_id):
+                    forkserver.ensure_running()  # starts the server only if it is not running
+            except BaseException as exc:  # handed to the run that asked
+                reply.put(exc)
+            else:
+                reply.put(None)
+
+
+@contextlib.contextmanager
+def _run_marker(run_id: Optional[str]) -> Iterator[None]:
+    """``PARALLELR_RUN_ID`` in this process's environment while the fork server may start:
+    multiprocessing starts it with our environment and offers no way to pass another. Only the
+    keeper's thread sets it, briefly; a task started meanwhile is unaffected, as every task's
+    environment names its own run (``parallelr.process``)."""
+    if not run_id:
+        yield
+        return
+    previous = os.environ.get(RUN_ID_VARIABLE)
+    os.environ[RUN_ID_VARIABLE] = run_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_ID_VARIABLE, None)
+        else:  # this runner is itself a task of another run: it keeps that run's marker
+            os.environ[RUN_ID_VARIABLE] = previous
+
+
+_keeper = _ForkServerKeeper()
+
+
+def _new_keeper_in_child() -> None:
+    """A forked child (the daemon's double fork) has no keeper thread, and the keeper's lock may
+    have been held at the fork: it starts afresh."""
+    global _keeper
+    _keeper = _ForkServerKeeper()
+
+
+os.register_at_fork(after_in_child=_new_keeper_in_child)
+
+
 class _Tickets:
     """Which tickets are free. A ticket's generation changes whenever it is handed out again, so
     a cancel meant for its previous holder (which may already have finished) is dropped."""
@@ -206,6 +347,8 @@ class ProcessExecutor:
         self.limits = context.limits
         max_workers = context.workers
         mp_context = _pool_context()
+        if mp_context.get_start_method() == "forkserver":
+            _keeper.ensure_running(self.limits.run_id)  # before _Shared: it starts the tracker
         # The scheduler keeps at most `workers` tasks in the pool; the slack covers callers that
         # queue more. A task submitted when none is free can be stopped only by a shutdown.
         ticket_count = 4 * max_workers + 16
@@ -364,3 +507,10 @@ def _with_reason(result: TaskResult, cancel: Optional[CancelToken]) -> TaskResul
 @hookimpl
 def parallelr_executors() -> Dict[str, Any]:
     return {"process": ProcessExecutor}
+
+
+# In the fork server, as it preloads this module: die with the runner (see the module docstring).
+# Its own "alive" pipe covers a runner that died before this line: the server then sees its end
+# of file at once, as no worker holds the pipe yet.
+if _imported_by_fork_server(sys._getframe()):
+    _set_parent_death_signal(FORK_SERVER_DEATH_SIGNAL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -15,7 +16,8 @@ from parallelr.jobs.records import JobRecord, RunRecord
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import JOB_STATES
 from parallelr.paths import store_path as journal_path
-from parallelr.plugins.journal.database import JournalUnavailable, open_journal
+from parallelr.plugins.journal.database import JournalUnavailable, open_journal, reading_journal
+from parallelr.plugins.journal.planning import stored_counts
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
 from parallelr.plugins.journal.tables import iso_time, local_time, shorten, write_table
 from parallelr.request import RunRequest
@@ -38,13 +40,18 @@ def _path(config: Any) -> str:
 
 
 def _counts(store: SQLiteJobStore, run: RunRecord) -> Dict[str, int]:
+    """The run's tasks by how they stand. Tasks of a big run that have no job never started (the
+    run ended before storing them): pending while the run runs or after it crashed, cancelled
+    once it ended."""
     counts = store.job_counts(run.id)
+    tasks, unrecorded = stored_counts(run, counts)
+    waiting = shown_state(run) in ("running", "crashed")
     return {
-        "tasks": sum(counts.values()),
+        "tasks": tasks,
         "succeeded": counts.get("succeeded", 0),
         "failed": counts.get("dead", 0),
-        "cancelled": counts.get("cancelled", 0),
-        "pending": sum(counts.get(state, 0) for state in UNFINISHED_STATES),
+        "cancelled": counts.get("cancelled", 0) + (0 if waiting else unrecorded),
+        "pending": sum(counts.get(state, 0) for state in UNFINISHED_STATES) + (unrecorded if waiting else 0),
     }
 
 
@@ -101,12 +108,18 @@ def _runs(config: Any, out: IO[str] = sys.stdout) -> int:
     options = config.options
     store = _open(config)
     try:
-        if options.action == "list":
-            return _runs_list(store, options, config, out)
-        return _runs_show(store, options, config, out)
+        with _reading(store):
+            if options.action == "list":
+                return _runs_list(store, options, config, out)
+            return _runs_show(store, options, config, out)
     finally:
         if store is not None:
             store.close()
+
+
+def _reading(store: Optional[SQLiteJobStore]) -> Any:
+    """A store error while reading (a corrupt page) is one line naming the journal."""
+    return reading_journal(store) if store is not None else contextlib.nullcontext()
 
 
 def _runs_list(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
@@ -170,8 +183,11 @@ def _runs_show(store: Optional[SQLiteJobStore], options: Any, config: Any, out: 
         for job in jobs
     )
     count = write_table(out, ("POS", "JOB", "STATE", "ATTEMPTS", "EXIT", "LAST ERROR", "TASK"), rows)
-    if count == 0:
+    if count == 0 and not run.unrecorded:
         out.write("(no tasks)\n")
+    if run.unrecorded and not options.state:
+        first = (run.planned or 0) + 1
+        out.write(f"(tasks {first}-{first + run.unrecorded - 1}: never started, not stored one by one)\n")
     return 0
 
 
@@ -191,11 +207,12 @@ def _dlq(config: Any, out: IO[str] = sys.stdout) -> int:
     options = config.options
     store = _open(config)
     try:
-        if options.run:
-            options.run = _find_run(store, options.run, config).id
-        if options.action == "list":
-            return _dlq_list(store, options, out)
-        return _dlq_retry(store, options, config, out)
+        with _reading(store):
+            if options.run:
+                options.run = _find_run(store, options.run, config).id
+            if options.action == "list":
+                return _dlq_list(store, options, out)
+            return _dlq_retry(store, options, config, out)
     finally:
         if store is not None:
             store.close()
@@ -283,11 +300,15 @@ def _dlq_retry(store: Optional[SQLiteJobStore], options: Any, config: Any, out: 
         out.write(f"Retrying {len(ids)} dead task(s) of run {run_id}\n")
         out.flush()
         retry_dead(config, run_id, only)
-    after = open_journal(store.path, create=False)
+    try:
+        after = open_journal(store.path, create=False)
+    except JournalUnavailable as exc:
+        raise exc.without_hint() from None
     if after is None:
         return 1
     try:
-        states = {job.id: job.state for job in after.jobs_by_ids([job.id for job in jobs])}
+        with reading_journal(after):
+            states = {job.id: job.state for job in after.jobs_by_ids([job.id for job in jobs])}
     finally:
         after.close()
     succeeded = sum(1 for state in states.values() if state == "succeeded")

@@ -55,6 +55,16 @@ def open_journal(path: Path, create: bool = True) -> Optional[SQLiteJobStore]:
 
 
 @contextlib.contextmanager
+def reading_journal(store: SQLiteJobStore) -> Iterator[None]:
+    """Reads whose failure (a corrupt page) is one line naming the journal, as for a run, without
+    the --no-journal hint (a command that reads the journal cannot do without it)."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        raise JournalUnavailable(store.path, exc.reason).without_hint() from None
+
+
+@contextlib.contextmanager
 def journal_transaction(store: SQLiteJobStore) -> Iterator[None]:
     """A write transaction whose failure is a :class:`JournalUnavailable`."""
     try:

@@ -20,6 +20,7 @@ from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
 from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal.commands import COMMANDS
+from parallelr.plugins.journal.database import reading_journal
 from parallelr.plugins.journal.resume import (
     check_not_running,
     find_run,
@@ -75,7 +76,8 @@ def parallelr_configure(config: Any) -> None:
     if store is None:
         raise UsageError(f"--resume: no run has been recorded yet (no journal at {path})")
     try:
-        run = find_run(store, request.option("resume"), config.app_name)
+        with reading_journal(store):  # a corrupt page: one line, as for a run
+            run = find_run(store, request.option("resume"), config.app_name)
     finally:
         store.close()
     check_not_running(run)

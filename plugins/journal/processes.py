@@ -4,6 +4,11 @@ Whether a runner is alive is the core's rule (:mod:`parallelr.jobs.liveness`). A
 are recognised by the markers the core puts in every task's environment, ``PARALLELR_RUN_ID`` and
 ``PARALLELR_TASK_INDEX``: the runner never reports a running task's PID to the scheduler thread
 (and a killed runner reports nothing), so the environment is what survives it.
+
+An executor's own processes (the ``process`` executor's fork server, workers and resource
+tracker) carry ``PARALLELR_RUN_ID`` without a task index. They die with their runner where the
+system allows it; whatever is left of them is stopped with the tasks, one by one: they lead no
+process group of their own.
 """
 
 from __future__ import annotations
@@ -30,18 +35,26 @@ class Leftovers:
     processes: List[psutil.Process]
     groups: Set[int]
     tasks: Set[str] = attrs.field(factory=set)  # their PARALLELR_TASK_INDEX values
+    helpers: Set[int] = attrs.field(factory=set)  # PIDs of the executor's own processes
 
 
 def find_leftovers(run_id: str) -> Leftovers:
-    """This user's processes whose environment says they are tasks of run ``run_id``."""
+    """This user's processes whose environment says they belong to run ``run_id``: its tasks and
+    its executor's processes, save this process's own ancestors and descendants."""
     import psutil  # only resume and run listings need it
 
     me = os.getpid()
     own_group = os.getpgid(0)
     uid = os.getuid()
+    myself = psutil.Process(me)
+    ancestors = {process.pid for process in myself.parents()}
+    # An executor process this process started for an earlier run of the same ID (run_batch
+    # twice in one program) is ours, not a dead runner's.
+    descendants = {process.pid for process in myself.children(recursive=True)}
     found: List[psutil.Process] = []
     groups: Set[int] = set()
     tasks: Set[str] = set()
+    helpers: Set[int] = set()
     for process in psutil.process_iter(["uids"]):
         try:
             uids = process.info["uids"]
@@ -53,15 +66,24 @@ def find_leftovers(run_id: str) -> Leftovers:
             group = os.getpgid(process.pid)
         except (psutil.Error, OSError):  # gone meanwhile, or not readable
             continue
+        index = environ.get(TASK_INDEX_VARIABLE)
+        if index is None:
+            # An executor's process: in the dead runner's group, which may well be ours (a
+            # script that starts the run and then the resume), so the group rule below would
+            # spare it. Signalled alone, it is spared only if it runs us or is ours.
+            if process.pid not in ancestors and process.pid not in descendants:
+                found.append(process)
+                helpers.add(process.pid)
+            continue
         if group == own_group:  # never signal our own group (a resume started from a task)
             continue
         found.append(process)
-        tasks.add(environ.get(TASK_INDEX_VARIABLE, "?"))
+        tasks.add(index)
         # The core starts each task as the leader of its own group; only such a group is
         # signalled as a whole. Without process groups, the processes are signalled one by one.
         if group == process.pid:
             groups.add(group)
-    return Leftovers(found, groups, tasks)
+    return Leftovers(found, groups, tasks, helpers)
 
 
 def _signal(leftovers: Leftovers, signum: int) -> None:

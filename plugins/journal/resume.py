@@ -20,7 +20,8 @@ from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import counted_as as status_counted_as
 from parallelr.model import ResumePlan, Task, TaskStatus
 from parallelr.options import RESTORED_DESTS, TASK_OPTIONS
-from parallelr.plugins.journal.database import open_journal
+from parallelr.plugins.journal.database import open_journal, reading_journal
+from parallelr.plugins.journal.planning import Tail
 from parallelr.request import RunRequest
 
 LAST = "last"
@@ -122,11 +123,15 @@ class StoredTasks:
     page of rows is in memory at a time, so a run of 100,000 tasks costs no more than one of 100.
     """
 
-    def __init__(self, path: Path, run_id: str, job_ids: Optional[Sequence[int]], count: int) -> None:
+    def __init__(self, path: Path, run_id: str, job_ids: Optional[Sequence[int]], count: int,
+                 last_position: Optional[int] = None) -> None:
         self.path = path
         self.run_id = run_id
         self.job_ids = job_ids
         self.count = count
+        # The jobs stored when the resume was planned: the resumed run stores more while it
+        # runs (its tail), and those run as the tail, not a second time as stored jobs.
+        self.last_position = last_position
 
     def __len__(self) -> int:
         return self.count
@@ -136,14 +141,32 @@ class StoredTasks:
         if store is None:
             raise ParallelrError(f"the journal {self.path} disappeared while run {self.run_id} resumed")
         try:
-            if self.job_ids is None:
-                jobs = store.iter_jobs(self.run_id, exclude_succeeded=True)
-            else:
-                jobs = store.iter_jobs_by_ids(self.job_ids)
-            for job in jobs:
-                yield job.to_task()
+            with reading_journal(store):
+                if self.job_ids is None:
+                    jobs = store.iter_jobs(self.run_id, exclude_succeeded=True)
+                else:
+                    jobs = store.iter_jobs_by_ids(self.job_ids)
+                for job in jobs:
+                    if self.last_position is not None and (job.position or 0) > self.last_position:
+                        return
+                    yield job.to_task()
         finally:
             store.close()
+
+
+class ResumeTasks:
+    """The stored jobs that run again, then the tasks that never had a job (from the source)."""
+
+    def __init__(self, stored: StoredTasks, tail: Tail) -> None:
+        self.stored = stored
+        self.tail = tail
+
+    def __len__(self) -> int:
+        return len(self.stored) + len(self.tail)
+
+    def __iter__(self) -> Iterator[Task]:
+        yield from self.stored
+        yield from self.tail
 
 
 def previous_counts(
@@ -165,14 +188,19 @@ def previous_counts(
     return previous
 
 
-def build_plan(store: SQLiteJobStore, selection: Selection) -> Tuple[ResumePlan, Optional[List[int]]]:
-    """The resume plan for ``selection``, and the explicit job IDs it runs (None: all not succeeded)."""
+def build_plan(store: SQLiteJobStore, selection: Selection,
+               tail: Optional[Tail] = None) -> Tuple[ResumePlan, Optional[List[int]]]:
+    """The resume plan for ``selection``, and the explicit job IDs it runs (None: all not
+    succeeded); ``tail``: the run's tasks that never had a job, run after the stored ones."""
     chosen = selection.chosen_ids(store)
     if chosen is None:
         counts = store.job_counts(selection.run_id)
         count = sum(number for state, number in counts.items() if state != "succeeded")
     else:
         count = len(chosen)
-    tasks = StoredTasks(store.path, selection.run_id, chosen, count)
+    if tail is None or tail.count == 0:
+        tasks: Any = StoredTasks(store.path, selection.run_id, chosen, count)
+    else:
+        tasks = ResumeTasks(StoredTasks(store.path, selection.run_id, chosen, count, tail.start), tail)
     previous = previous_counts(store, selection.run_id, chosen)
-    return ResumePlan(run_id=selection.run_id, tasks=tasks, count=count, previous=previous), chosen
+    return ResumePlan(run_id=selection.run_id, tasks=tasks, count=len(tasks), previous=previous), chosen

@@ -6,18 +6,26 @@ so no module global holds the state of a run and two runs in one process never s
 journal. The object answers for its own config only (``parallelr_resume``) and, once a run is
 planned, for that run only (its ID), whatever else the manager sees.
 
-The run and its tasks are stored before the first task starts (``parallelr_run_planned``, on the
-main thread, so a database that cannot be used stops the run with one line before anything
-runs). After that the task hooks only queue records for the writer thread (:mod:`.writer`),
-which also renews the run's lease.
+The run and its first tasks are stored before the first task starts (``parallelr_run_planned``,
+on the main thread, so a database that cannot be used stops the run with one line before
+anything runs); the writer thread stores the rest while the run goes on (:mod:`.planning`).
+After that the task hooks only queue records for the writer thread (:mod:`.writer`), which also
+renews the run's lease. Tasks that never got a slot (Ctrl+C with a million left) are queued as
+ranges of positions, one record per range, not one per task.
+
+Before the summary is built (``parallelr_run_problems``) the run waits for the writer to commit
+everything, up to :func:`flush_timeout` seconds (a database another process keeps locked); what
+could still not be recorded is one line of the summary and makes the exit status 1.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
+import os
 import time
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import attrs
 
@@ -26,19 +34,37 @@ from parallelr.hookspecs import hookimpl
 from parallelr.jobs.leases import Lease, new_owner
 from parallelr.jobs.liveness import own_create_time, this_host
 from parallelr.jobs.sqlite import SQLiteJobStore
-from parallelr.model import ResumePlan, RunInfo, RunSummary, Task, TaskResult
+from parallelr.model import ResumePlan, RunInfo, RunSummary, Task, TaskResult, TaskStatus
 from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal import processes
 from parallelr.plugins.journal.database import (
     JournalUnavailable,
     journal_transaction,
     open_journal,
+    reading_journal,
 )
+from parallelr.plugins.journal.planning import Planner, Tail, derive_tail, source_stamp
 from parallelr.plugins.journal.resume import Selection, build_plan, check_not_running, parse_only
-from parallelr.plugins.journal.writer import JournalWriter, Renewal
+from parallelr.plugins.journal.writer import ALL_POSITIONS, NOT_STARTED, JournalWriter, Renewal
+
+log = logging.getLogger("parallelr.journal")
 
 # Why the unfinished attempt of a task found "running" in a resumed run ended.
 RUNNER_DIED = "the runner of this run died while the task ran; run again by --resume"
+FLUSH_TIMEOUT_VARIABLE = "PARALLELR_JOURNAL_FLUSH_TIMEOUT"
+DEFAULT_FLUSH_TIMEOUT = 120.0  # seconds the end of a run waits for the journal (another process's lock)
+AFTER_FAILURE_TIMEOUT = 5.0  # once the journal failed: how long the run's end still tries
+PATIENCE = 2.0  # seconds of waiting at the end before the run says that it waits
+
+
+def flush_timeout() -> float:
+    """How long the end of a run waits for its records to be committed (seconds)."""
+    raw = os.environ.get(FLUSH_TIMEOUT_VARIABLE, "")
+    try:
+        value = float(raw) if raw else DEFAULT_FLUSH_TIMEOUT
+    except ValueError:
+        return DEFAULT_FLUSH_TIMEOUT
+    return value if value >= 0 else DEFAULT_FLUSH_TIMEOUT
 
 
 def journal_enabled(run: RunInfo) -> bool:
@@ -56,11 +82,13 @@ def open_for_resume(path: Path) -> Optional[SQLiteJobStore]:
 @attrs.frozen
 class Resuming:
     """What ``parallelr_resume`` planned, for ``parallelr_run_planned``: the run, the explicit job
-    IDs (None: every job not succeeded) and the lease owner it judged gone."""
+    IDs (None: every job not succeeded), the lease owner it judged gone, and the tasks that
+    have no job yet (read again from the source)."""
 
     run_id: str
     job_ids: Optional[Tuple[int, ...]]
     previous_owner: Optional[str]
+    tail: Optional[Tail] = None
 
 
 class JournalRun:
@@ -72,7 +100,11 @@ class JournalRun:
         self.resuming: Optional[Resuming] = None
         self.store: Optional[SQLiteJobStore] = None
         self.writer: Optional[JournalWriter] = None
+        self.planner: Optional[Planner] = None
         self.job_owner = ""  # the jobs' lease owner, as before leases: pid:<runner pid>
+        # Tasks that never got a slot, gathered into one range [first, last, error, time]
+        self._not_started: Optional[List[Any]] = None
+        self._failed = False  # the writer could not commit everything by the end of the run
 
     # -- resume ---------------------------------------------------------------------------------
     @hookimpl
@@ -89,17 +121,20 @@ class JournalRun:
         if store is None:
             raise UsageError(f"--resume: the journal {path} is gone")
         try:
-            run = store.get_run(run_id)
-            if run is None:
-                raise UsageError(f"unknown run {run_id!r} in {store.path}")
-            check_not_running(run)
-            if request.execute:  # a dry run changes nothing, not even a dead run's leftover processes
-                _terminate_leftovers(run_id)
-            mode, ids = only if only is not None else ("unfinished", ())
-            plan, chosen = build_plan(store, Selection(run_id, mode, ids))
+            with reading_journal(store):
+                run = store.get_run(run_id)
+                if run is None:
+                    raise UsageError(f"unknown run {run_id!r} in {store.path}")
+                check_not_running(run)
+                mode, ids = only if only is not None else ("unfinished", ())
+                # the tasks without a job, read again from the source (checked first)
+                tail = derive_tail(config, run) if mode == "unfinished" else None
+                if request.execute:  # a dry run changes nothing, not even a dead run's leftover processes
+                    _terminate_leftovers(run_id)
+                plan, chosen = build_plan(store, Selection(run_id, mode, ids), tail)
         finally:
             store.close()
-        self.resuming = Resuming(run_id, None if chosen is None else tuple(chosen), run.lease_owner)
+        self.resuming = Resuming(run_id, None if chosen is None else tuple(chosen), run.lease_owner, tail)
         return plan
 
     # -- the run --------------------------------------------------------------------------------
@@ -117,20 +152,27 @@ class JournalRun:
         resuming = self.resuming if run.resumed and self.resuming is not None else None
         try:
             with journal_transaction(store):
-                self._store_run(store, run, tasks, lease, resuming, now)
+                planner = self._store_run(store, run, tasks, lease, resuming, now)
         except BaseException:
             store.close()
             raise
+        if planner is not None:
+            planner.committed()
+            if planner.complete:
+                planner = None  # a small run: every job is stored already
         self.store = store
+        self.planner = planner
         self.job_owner = f"pid:{run.pid}"
-        self.writer = JournalWriter(store, Renewal(run.run_id, lease.owner))
+        self.writer = JournalWriter(store, Renewal(run.run_id, lease.owner), planner)
         # A run that ends without parallelr_run_finish (an exception in the core, sys.exit)
         # still commits what it queued: the writer is a daemon thread, so drain it at exit.
         atexit.register(self.close)
 
     @staticmethod
     def _store_run(store: SQLiteJobStore, run: RunInfo, tasks: Any, lease: Lease,
-                   resuming: Optional[Resuming], now: float) -> None:
+                   resuming: Optional[Resuming], now: float) -> Optional[Planner]:
+        """The run row (new, or taken over to resume it) and its first jobs; the planner that
+        stores the rest while the run goes on."""
         create_time, host = own_create_time(), this_host()
         assert run.run_id is not None
         if resuming is not None and resuming.run_id == run.run_id and store.get_run(run.run_id):
@@ -140,49 +182,115 @@ class JournalRun:
                     check_not_running(current)  # a second resume got there first
                 raise UsageError(f"run {run.run_id} was taken over by another process meanwhile")
             store.requeue(run.run_id, resuming.job_ids, now, RUNNER_DIED)
+            tail = resuming.tail
+            if tail is None or tail.count == 0:
+                return None
+            planner = Planner(run.run_id, tail, max_attempts=_max_attempts(run), planned=tail.start,
+                              digest=tail.digest.copy(), bounded=tail.bounded)
         else:
-            store.insert_run(run, create_time, host, lease)
-            store.insert_jobs(run.run_id, tasks, _max_attempts(run), now)
+            stamp = source_stamp(run.options)
+            store.insert_run(run, create_time, host, lease, stamp)
+            planner = Planner(run.run_id, tasks, max_attempts=_max_attempts(run), bounded="file" in stamp)
+        planner.stage_upfront()
+        planner.write(store, now)
+        return planner
 
     def _writer_for(self, run: RunInfo) -> Optional[JournalWriter]:
         """This run's writer, or None for another run (or no journal)."""
         return self.writer if run.run_id == self.run_id else None
 
+    def _put(self, writer: JournalWriter, method: str, *args: Any) -> None:
+        self._put_not_started(writer)  # records stay in the order they happened
+        writer.put(method, *args)
+
+    def _put_not_started(self, writer: JournalWriter) -> None:
+        gathered, self._not_started = self._not_started, None
+        if gathered is not None:
+            first, last, error, at = gathered
+            writer.put(NOT_STARTED, self.run_id, first, last, error, at)
+
     @hookimpl
     def parallelr_task_start(self, run: RunInfo, task: Task, worker_id: int) -> None:
         writer = self._writer_for(run)
         if writer is not None:
-            writer.put("task_started", self.run_id, task, worker_id, time.time(), self.job_owner)
+            self._put(writer, "task_started", self.run_id, task, worker_id, time.time(), self.job_owner)
 
     @hookimpl
     def parallelr_task_retry(self, run: RunInfo, result: TaskResult, delay: float) -> None:
         writer = self._writer_for(run)
         if writer is not None:
-            writer.put("attempt_ended", self.run_id, result, time.time(), delay)
+            self._put(writer, "attempt_ended", self.run_id, result, time.time(), delay)
 
     @hookimpl
     def parallelr_task_finish(self, run: RunInfo, result: TaskResult) -> None:
         writer = self._writer_for(run)
-        if writer is not None:
-            writer.put("attempt_ended", self.run_id, result, time.time(), None)
+        if writer is None:
+            return
+        if result.worker_id == 0 and result.start_time is None and result.status is TaskStatus.CANCELLED:
+            # Never got a slot (the run is stopping): a million of them after a Ctrl+C must not
+            # cost a million records. Neighbours with the same message become one range.
+            index, error = result.task.index, result.error_message
+            gathered = self._not_started
+            if gathered is not None and gathered[1] + 1 == index and gathered[2] == error:
+                gathered[1] = index
+            else:
+                self._put_not_started(writer)
+                self._not_started = [index, index, error, time.time()]
+            if self.planner is not None:
+                self.planner.halt()  # nothing more starts: the jobs not stored yet never will be
+            return
+        self._put(writer, "attempt_ended", self.run_id, result, time.time(), None)
+
+    @hookimpl
+    def parallelr_run_problems(self, run: RunInfo) -> Optional[List[str]]:
+        """Wait (bounded) until every record is committed; one line if some could not be."""
+        writer = self._writer_for(run)
+        if writer is None:
+            return None
+        self._put_not_started(writer)
+        timeout = flush_timeout()
+        if not writer.flush(min(PATIENCE, timeout)) and timeout > PATIENCE:
+            if writer.failure is not None:  # not just a big commit: say why the run does not end yet
+                log.warning("journal %s: waiting up to %.0f s more to record the run's results (%s)",
+                            writer.store.location, timeout - PATIENCE, writer.failure)
+            writer.flush(timeout - PATIENCE)
+        problem = writer.problem()
+        self._failed = problem is not None
+        return [problem] if problem else None
 
     @hookimpl
     def parallelr_run_finish(self, run: RunInfo, summary: RunSummary) -> None:
         writer = self._writer_for(run)
         if writer is None:
             return
-        writer.put("finish_run", self.run_id, summary, time.time())
+        explicit = self.resuming is not None and self.resuming.job_ids is not None
+        why = (f"stop limits reached ({summary.stop_reason})" if summary.stop_reason
+               else f"run interrupted by {summary.interrupted_by}" if summary.interrupted_by else None)
+        if why and not explicit:
+            # The run stopped early: a job still pending now never started in it, although the
+            # scheduler did not report it (a source that failed half-way cannot be read on).
+            self._put(writer, NOT_STARTED, self.run_id, 1, ALL_POSITIONS, f"Not started: {why}", time.time())
+        self._put(writer, "finish_run", self.run_id, summary, time.time())
         self.close()
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer, close the database. Safe to call twice."""
+        """Commit what is queued (waiting for a busy database up to :func:`flush_timeout`), stop
+        the writer, close the database. Safe to call twice."""
         writer, store = self.writer, self.store
         self.writer = self.store = None
+        atexit.unregister(self.close)
         if writer is not None:
-            writer.close()
+            self._put_not_started(writer)
+            if not writer.close(AFTER_FAILURE_TIMEOUT if self._failed else flush_timeout()):
+                # Still waiting for the database: the thread keeps the connection, and the run
+                # shows as crashed (its results, if they were recorded, are kept).
+                log.warning("journal %s: the end of run %s could not be recorded (%s)", writer.store.location,
+                            self.run_id, writer.failure or "busy")
+                return
+            if writer.dropped_updates or writer.failure:
+                self._failed = True
         if store is not None:
             store.close()
-        atexit.unregister(self.close)
 
 
 def _max_attempts(run: RunInfo) -> int:

@@ -7,16 +7,17 @@ so nothing is registered); the object holds that run's state, so one process can
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any, Optional
 
-from parallelr.console import ConsoleHandler
+from parallelr.console import ConsoleHandler, silence_stdout
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult
 from parallelr.report import (
     LineLogger,
     LogLine,
+    never_started,
+    not_started_line,
     register_reporter,
     summary_lines,
     task_finished,
@@ -42,6 +43,8 @@ class ConsoleReporter:
 
     def __init__(self) -> None:
         self._lines: Optional[LineLogger] = None
+        self._not_started = 0  # tasks that never started: one line for all at the end
+        self._not_started_reason = ""
 
     def _counter(self, run: RunInfo, task: Task) -> str:
         total = run.task_count if run.task_count is not None else "?"
@@ -69,15 +72,23 @@ class ConsoleReporter:
 
     @hookimpl(trylast=True)
     def parallelr_task_finish(self, run: RunInfo, result: TaskResult) -> None:
+        if never_started(result):
+            if not self._not_started:
+                self._not_started_reason = result.error_message
+            self._not_started += 1
+            return
         self._log(run, result.task, task_finished(result, no_message="no details"))
 
     @hookimpl(trylast=True)
     def parallelr_run_finish(self, run: RunInfo, summary: RunSummary) -> None:
+        if self._not_started and self._lines is not None:
+            level, message, args = not_started_line(self._not_started, self._not_started_reason)
+            self._lines.log(level, message, *args)
         text = "\n".join(summary_lines(run, summary))
         stream: Any = sys.stdout
         try:
             stream.write("\n" + text + "\n")
             stream.flush()
-        except (BrokenPipeError, ValueError):  # the console went away; the files keep the summary
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # the console went away or is full; the files keep the summary
+            silence_stdout(stream)
         self._lines = None

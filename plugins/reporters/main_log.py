@@ -14,6 +14,7 @@ import logging.handlers
 import os
 from typing import Any, Optional
 
+from parallelr.errors import WriteError
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult
 from parallelr.report import (
@@ -21,14 +22,19 @@ from parallelr.report import (
     ERRORS,
     LineLogger,
     LogLine,
+    ReportFile,
+    never_started,
+    not_started_line,
     register_reporter,
     summary_lines,
     task_finished,
     task_retrying,
     task_started,
+    write_error,
 )
 
 REPORTER_NAME = "main-log-reporter"
+WHAT = "main log"  # how the error line names this file
 
 
 @hookimpl
@@ -43,15 +49,26 @@ class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
     whether to roll over: several system calls per log line, on the scheduler's thread. This
     log has one writer (this run), so a count is exact enough (characters, not bytes: the file
     rolls over at about max_log_size_mb).
+
+    Its stream is a :class:`ReportFile`: each line is written whole or not at all. A failed
+    write is kept in :attr:`failure` instead of raised, since any ``parallelr`` log call anywhere
+    in the core lands here; the reporter raises it from its own hook, once. After a failure the
+    handler writes nothing more.
     """
 
     def __init__(self, filename: str, max_bytes: int, backup_count: int) -> None:
+        self.failure: Optional[WriteError] = None
         super().__init__(
             filename, maxBytes=max_bytes, backupCount=backup_count, encoding=ENCODING, errors=ERRORS,
         )
         self._written = os.path.getsize(filename) if os.path.exists(filename) else 0
 
+    def _open(self) -> Any:  # a ReportFile, not a text file: the handler only writes and closes it
+        return ReportFile(self.baseFilename, WHAT, append=True)
+
     def emit(self, record: logging.LogRecord) -> None:
+        if self.failure is not None:
+            return
         try:
             line = self.format(record) + self.terminator
             if 0 < self.maxBytes < self._written + len(line) and self._written:
@@ -59,9 +76,12 @@ class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
                 self._written = 0
             if self.stream is None:
                 self.stream = self._open()
-            self.stream.write(line)
-            self.flush()
+            self.stream.write(line)  # unbuffered: nothing to flush
             self._written += len(line)
+        except WriteError as exc:
+            self.failure = exc
+        except OSError as exc:  # renaming the backups when rolling over
+            self.failure = write_error(WHAT, self.baseFilename, exc)
         except RecursionError:
             raise
         except Exception:
@@ -85,14 +105,25 @@ class MainLogReporter:
     a plugin's last messages in a hook (the journal's, at run finish) still reach this file."""
 
     def __init__(self) -> None:
-        self._handler: Optional[logging.Handler] = None
+        self._handler: Optional[_CountingRotatingHandler] = None
         # task lines go to the file only, not through the ``parallelr`` logger to the console too
         self._task_log: Optional[LineLogger] = None
+        self._reported = False  # the handler's failure has been raised (once per file)
+        self._not_started = 0  # tasks that never started: one line for all at the end
+        self._not_started_reason = ""
+
+    def _check(self) -> None:
+        """Raise the handler's write failure, once: a later hook writes nothing and says nothing."""
+        handler = self._handler
+        if handler is not None and handler.failure is not None and not self._reported:
+            self._reported = True
+            raise handler.failure
 
     def _log(self, line: LogLine) -> None:
         if self._task_log is not None:
             level, message, args = line
             self._task_log.log(level, message, *args)
+            self._check()
 
     @hookimpl(trylast=True)
     def parallelr_run_start(self, run: RunInfo) -> None:
@@ -105,11 +136,11 @@ class MainLogReporter:
         logging.getLogger("parallelr").addHandler(handler)  # the core's and plugins' messages too
         self._handler = handler
         self._task_log = LineLogger("parallelr.main_log", handler, logging.getLevelName(cfg.level))
-        self._task_log.log(
+        self._log((
             logging.INFO, "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
-            "?" if run.task_count is None else run.task_count, run.workers, run.executor,
-            run.command_template,
-        )
+            ("?" if run.task_count is None else run.task_count, run.workers, run.executor,
+             run.command_template),
+        ))
 
     @hookimpl(trylast=True)
     def parallelr_task_start(self, run: RunInfo, task: Task, worker_id: int) -> None:
@@ -121,6 +152,11 @@ class MainLogReporter:
 
     @hookimpl(trylast=True)
     def parallelr_task_finish(self, run: RunInfo, result: TaskResult) -> None:
+        if never_started(result):
+            if not self._not_started:
+                self._not_started_reason = result.error_message
+            self._not_started += 1
+            return
         self._log(task_finished(result))
 
     @hookimpl(trylast=True)
@@ -128,7 +164,11 @@ class MainLogReporter:
         handler, task_log = self._handler, self._task_log
         if handler is None or task_log is None:
             return
-        task_log.log(logging.INFO, "Run finished\n%s", "\n".join(summary_lines(run, summary)))
-        logging.getLogger("parallelr").removeHandler(handler)
-        handler.close()
-        self._handler = self._task_log = None
+        try:
+            if self._not_started:
+                self._log(not_started_line(self._not_started, self._not_started_reason))
+            self._log((logging.INFO, "Run finished\n%s", ("\n".join(summary_lines(run, summary)),)))
+        finally:
+            logging.getLogger("parallelr").removeHandler(handler)
+            handler.close()
+            self._handler = self._task_log = None

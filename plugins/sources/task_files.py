@@ -12,7 +12,7 @@ import os
 from typing import Any, Iterable, List, Optional, Set
 
 from parallelr.command import CommandTemplate, check_argv
-from parallelr.errors import NoTasksError, SourceError
+from parallelr.errors import NoTasksError, SourceError, UsageError
 from parallelr.hookspecs import hookimpl
 from parallelr.model import Task
 
@@ -63,8 +63,8 @@ def parse_extensions(file_extension: Optional[str]) -> Optional[Set[str]]:
         return None
     suffixes = {"." + part.strip().lstrip(".").lower() for part in file_extension.split(",")}
     suffixes.discard(".")
-    if not suffixes:
-        raise SourceError(f"--file-extension names no extension: {file_extension!r} (e.g. txt or csv,tsv)")
+    if not suffixes:  # a bad command-line value: a usage error (exit 2), like any other
+        raise UsageError(f"--file-extension names no extension: {file_extension!r} (e.g. txt or csv,tsv)")
     return suffixes
 
 
@@ -98,7 +98,17 @@ def _directory_files(directory: str) -> List[str]:
     absolute = os.path.abspath(directory)
     try:
         with os.scandir(absolute) as listing:
-            # is_file() follows symlinks: a link to a regular file is a task file.
-            return [os.path.join(absolute, item.name) for item in listing if item.is_file()]
+            return [path for path in (_regular_file(absolute, item) for item in listing) if path]
     except OSError as error:
         raise SourceError(f"cannot read task directory {directory}: {error.strerror}") from None
+
+
+def _regular_file(directory: str, item: os.DirEntry) -> Optional[str]:
+    """The entry's path if it is a task file. is_file() follows symlinks, so a link to a regular
+    file is a task file; an entry that cannot be followed (a symlink loop, a dangling link into
+    an unreadable place) is skipped with a warning, like any other unusable entry."""
+    try:
+        return os.path.join(directory, item.name) if item.is_file() else None
+    except OSError as error:
+        logger.warning("skipping %s: %s", os.path.join(directory, item.name), error.strerror)
+        return None

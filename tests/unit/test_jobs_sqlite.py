@@ -101,14 +101,14 @@ def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
                if not row[0].startswith("sqlite_autoindex")}
     assert indexes == {"runs_started", "jobs_due", "jobs_run_state", "jobs_queue_name"}
     run_columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
-    assert run_columns[-2:] == ["lease_owner", "lease_expires_at"]
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert run_columns[-5:] == ["lease_owner", "lease_expires_at", "planned", "plan_digest", "source_stamp"]
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     store.close()
     again = open_store(path)  # opening an up-to-date database changes nothing
-    assert again.connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert again.connection.execute("PRAGMA user_version").fetchone()[0] == 3
     again.close()
 
 
@@ -162,7 +162,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     connection.close()
     with pytest.raises(StoreUnavailable) as caught:
         SQLiteJobStore.open(path)
-    assert caught.value.reason == "schema version 3 is newer than this parallelr understands (2)"
+    assert caught.value.reason == "schema version 4 is newer than this parallelr understands (3)"
 
 
 def test_a_locked_database_fails_after_the_busy_timeout(tmp_path: Path) -> None:
@@ -197,9 +197,10 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     connection.close()
     store = open_store(path)
     try:
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 3
         run = store.get_run(RUN_ID)
         assert run is not None and (run.lease_owner, run.lease_expires_at) == (None, None)
+        assert (run.planned, run.unrecorded) == (None, 0)  # stored up front, as every run was then
         assert is_alive(run)  # no lease: this very process is its runner
     finally:
         store.close()
@@ -379,3 +380,24 @@ def test_requeue_records_the_attempt_a_dead_runner_left_open(db: SQLiteJobStore,
         assert db.requeue(RUN_ID, [2, 1], 502.0, "x") == 1  # job 1 succeeded: never requeued
     assert job_row(db, 2, "state, next_attempt_at") == ("pending", 502.0)
     assert job_row(db, 1, "state") == ("succeeded",)
+
+
+def test_a_corrupt_page_found_by_a_read_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = open_store(path)
+    new_run(store, tmp_path, 300)
+    store.close()
+    size = path.stat().st_size
+    with open(path, "r+b") as handle:  # page 1 (header, schema) stays: the file opens
+        handle.seek(4096)
+        handle.write(b"\xde\xad\xbe\xef" * ((size - 4096) // 4))
+    store = open_store(path)
+    try:
+        for read in (lambda: store.get_run(RUN_ID), store.list_runs, lambda: list(store.iter_jobs(RUN_ID)),
+                     lambda: list(store.dead_jobs()), lambda: store.job_counts(RUN_ID)):
+            with pytest.raises(StoreUnavailable) as caught:
+                read()
+            assert caught.value.reason == "database disk image is malformed"
+            assert not caught.value.transient  # trying again would not help
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ from test_jobs_sqlite import RUN_ID, make_tasks, mixed_run, new_run, open_store,
 from parallelr import hookspecs
 from parallelr.config import Settings
 from parallelr.errors import UsageError
+from parallelr.jobs.errors import StoreUnavailable
 from parallelr.jobs.liveness import this_host
 from parallelr.jobs.records import RunRecord
 from parallelr.jobs.sqlite import SQLiteJobStore
@@ -223,16 +224,23 @@ def test_find_leftovers_by_environment_marker(tmp_path: Path) -> None:
 
 # -- the writer -----------------------------------------------------------------------------------
 class FakeStore:
-    """Counts transactions and records; ``block`` holds the writer inside its first transaction."""
+    """Counts transactions and records; ``block`` holds the writer inside its first transaction;
+    ``busy`` makes the next commits fail as a locked database does."""
 
     def __init__(self) -> None:
         self.location = "fake.db"
         self.transactions = 0
         self.applied: List[int] = []
         self.inside = threading.Event()
+        self.busy = 0  # how many more transactions fail as "database is locked"
+        self.tried: List[float] = []  # when each failing transaction was tried (monotonic)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        if self.busy:
+            self.busy -= 1
+            self.tried.append(time.monotonic())
+            raise StoreUnavailable(self.location, "database is locked", transient=True)
         self.transactions += 1
         yield
 
@@ -248,7 +256,7 @@ class FakeStore:
         self.applied.append(number)
 
     def broken(self) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+        raise StoreUnavailable(self.location, "database disk image is malformed")  # trying again won't help
 
 
 def test_writer_commits_everything_queued_in_one_transaction() -> None:
@@ -274,9 +282,45 @@ def test_writer_survives_a_failed_batch(caplog) -> None:
     assert writer.flush(5)
     writer.put("note", 1)
     writer.close(5)
-    assert writer.failure == "disk I/O error"
+    assert writer.last_failure == "database disk image is malformed"
     assert fake.applied == [1]
-    assert "cannot record 1 task update(s): disk I/O error" in caplog.text
+    assert writer.dropped_updates == 1  # only the record that cannot be written is given up
+    assert "cannot record 1 task update(s): database disk image is malformed" in caplog.text
+
+
+def test_writer_keeps_what_a_lock_refused_and_writes_it_in_order(caplog) -> None:
+    """A database locked by another process: nothing is dropped; the records wait, in order, and
+    are tried again after a growing pause (not in a busy loop) until the lock is gone."""
+    fake = FakeStore()
+    fake.busy = 4
+    writer = JournalWriter(fake)  # type: ignore[arg-type]
+    writer.put("note", 1)
+    time.sleep(0.02)
+    for number in range(2, 6):  # queued while the first batch waits for the lock
+        writer.put("note", number)
+    assert writer.flush(10)  # a flush waits until they are written
+    writer.close(5)
+    assert fake.applied == [1, 2, 3, 4, 5]
+    assert writer.problem() is None and writer.dropped_updates == 0
+    pauses = [later - earlier for earlier, later in zip(fake.tried, fake.tried[1:])]
+    assert len(pauses) == 3 and all(pause >= 0.04 for pause in pauses)  # a back-off, not a spin
+    assert pauses[-1] > pauses[0]
+    assert "cannot record 1 task update(s) yet: database is locked; keeping them" in caplog.text
+
+
+def test_a_writer_whose_store_stays_locked_reports_what_is_missing() -> None:
+    fake = FakeStore()
+    fake.busy = 10**6
+    writer = JournalWriter(fake)  # type: ignore[arg-type]
+    task = make_tasks(1)[0]
+    writer.put("attempt_ended", RUN_ID, result(task, TaskStatus.SUCCESS), 1.0, None)
+    assert not writer.flush(0.3)  # still locked
+    assert writer.problem() == (
+        "journal: 1 task result(s) could not be recorded in fake.db (database is locked);"
+        " --resume may run them again"
+    )
+    assert writer.close(0.2)  # gives up at its deadline
+    assert writer.dropped_results == 1 and fake.applied == []
 
 
 def test_writer_commits_a_single_record_promptly(db: SQLiteJobStore, tmp_path: Path) -> None:
@@ -407,3 +451,122 @@ def test_records_queued_before_an_exit_are_written(tmp_path: Path) -> None:
     finally:
         store.close()
 
+
+
+# -- big runs: jobs stored while the run goes on, never-started tasks in bulk ---------------------
+def _stored(store: SQLiteJobStore, planner: Any) -> None:
+    with store.transaction():
+        planner.write(store, 1.0)
+    planner.committed()
+
+
+def test_a_stamped_source_is_stored_a_bounded_way_ahead_of_the_run(db: SQLiteJobStore, tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    from parallelr.jobs.leases import Lease
+    from parallelr.plugins.journal.planning import PlanDigest, Planner
+
+    monkeypatch.setenv("PARALLELR_JOURNAL_PLAN_AHEAD", "10")
+    tasks = make_tasks(100)
+    with db.transaction():
+        db.insert_run(run_info(tmp_path), None, "host", Lease("runner:1@h/x", 1.0))
+    planner = Planner(RUN_ID, tasks, max_attempts=1, bounded=True)
+    planner.stage_upfront()
+    _stored(db, planner)
+    assert (planner.planned, planner.has_work()) == (10, False)  # 10 ahead of a run that started nothing
+    planner.stage_through(30)  # a record names task 30: it is stored with the record
+    _stored(db, planner)
+    assert planner.planned == 30 and planner.has_work()
+    while planner.has_work():
+        planner.stage_chunk()
+        _stored(db, planner)
+    assert planner.planned == 40  # 10 ahead of task 30
+    digest = PlanDigest()
+    for task in tasks[:40]:
+        digest.add(task)
+    run = db.get_run(RUN_ID)
+    assert run is not None
+    assert (run.planned, run.plan_digest, run.task_count) == (40, digest.hexdigest(), None)
+    assert [job.position for job in db.iter_jobs(RUN_ID)] == list(range(1, 41))
+
+
+def test_tasks_that_never_started_are_recorded_in_bulk(tmp_path: Path) -> None:
+    """Ctrl+C with thousands of tasks left: one statement, not one record per task."""
+    journal = JournalRun(StubConfig(tmp_path))
+    run, tasks = run_info(tmp_path), make_tasks(3000)
+    journal.parallelr_run_planned(run=run, tasks=tasks)
+    deadline = time.monotonic() + 30
+    while journal.planner is not None and not journal.planner.complete and time.monotonic() < deadline:
+        time.sleep(0.01)  # every job stored, as a run that stored them all before it started
+    assert journal.store is not None
+    statements: List[str] = []
+    journal.store.connection.set_trace_callback(statements.append)
+    journal.parallelr_task_start(run=run, task=tasks[0], worker_id=1)
+    journal.parallelr_task_finish(run=run, result=result(tasks[0], TaskStatus.SUCCESS))
+    why = "Not started: run interrupted by SIGINT"
+    for task in tasks[1:]:
+        never = result(task, TaskStatus.CANCELLED, ran=False, error=why)
+        journal.parallelr_task_finish(run=run, result=never)
+    assert journal.parallelr_run_problems(run=run) is None
+    journal.parallelr_run_finish(run=run, summary=summary_of(3000))
+    cancels = [sql for sql in statements if sql.startswith("UPDATE jobs SET state = 'cancelled'")]
+    assert len(cancels) == 1
+    store = open_store(tmp_path / "state.db")
+    try:
+        counts = store.state_counts(RUN_ID)
+        assert counts == {("succeeded", "SUCCESS"): 1, ("cancelled", "CANCELLED"): 2999}
+        assert {job.last_error for job in store.iter_jobs(RUN_ID, states=["cancelled"])} == {why}
+    finally:
+        store.close()
+
+
+def test_run_problems_names_what_a_locked_journal_could_not_record(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(database.BUSY_TIMEOUT_VARIABLE, "0.05")
+    monkeypatch.setenv("PARALLELR_JOURNAL_FLUSH_TIMEOUT", "0.5")
+    journal = JournalRun(StubConfig(tmp_path))
+    run, tasks = run_info(tmp_path), make_tasks(3)
+    journal.parallelr_run_planned(run=run, tasks=tasks)
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for task in tasks:
+            journal.parallelr_task_finish(run=run, result=result(task, TaskStatus.SUCCESS))
+        assert journal.parallelr_run_problems(run=run) == [
+            f"journal: 3 task result(s) could not be recorded in {tmp_path / 'state.db'}"
+            " (database is locked); --resume may run them again"
+        ]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    journal.parallelr_run_finish(run=run, summary=summary_of(3))  # the lock is gone: written now
+    store = open_store(tmp_path / "state.db")
+    try:
+        assert [job.state for job in store.iter_jobs(RUN_ID)] == ["succeeded"] * 3
+        recorded = store.get_run(RUN_ID)
+        assert recorded is not None and recorded.state == "finished"
+    finally:
+        store.close()
+
+
+def test_a_started_task_gets_its_job_even_when_the_source_fails_for_the_planner(db: SQLiteJobStore,
+                                                                                 tmp_path: Path) -> None:
+    """A bad line found later ends every pass of an arguments file, the planner's too; tasks the
+    run already started are still stored, from the records that carry them."""
+    from parallelr.errors import SourceError
+    from parallelr.jobs.leases import Lease
+    from parallelr.plugins.journal.planning import Planner
+
+    tasks = make_tasks(5)
+
+    def source() -> Iterator[Any]:
+        yield from tasks[:2]
+        raise SourceError("line 3 is bad")
+
+    with db.transaction():
+        db.insert_run(run_info(tmp_path), None, "host", Lease("runner:1@h/x", 1.0))
+    planner = Planner(RUN_ID, source(), max_attempts=1)
+    planner.stage_upfront()
+    _stored(db, planner)
+    assert (planner.planned, planner.failure) == (2, "line 3 is bad")
+    planner.stage_through(4, {3: tasks[2], 4: tasks[3]})
+    _stored(db, planner)
+    assert [job.position for job in db.iter_jobs(RUN_ID)] == [1, 2, 3, 4]

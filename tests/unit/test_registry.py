@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import subprocess
 import sys
@@ -12,7 +14,8 @@ from typing import Callable, List
 import psutil
 import pytest
 
-from parallelr.registry import Registry, RunEntry, entry_for_current_process
+from parallelr.errors import ParallelrError
+from parallelr.registry import Registry, RegistryError, RunEntry, entry_for_current_process
 
 
 def fake_entry(pid: int, create_time: float = 0.0, uid: int = 0) -> RunEntry:
@@ -268,3 +271,116 @@ def test_garbage_lines_are_ignored(registry: Registry) -> None:
     with registry.pid_file.open("a", encoding="utf-8") as handle:
         handle.write("not-a-pid\n\n-5\n")
     assert registry.live_runs() == [entry]
+
+
+# -- a PID file the user broke (issue "Faults and hostile input") -------------------------------
+def warnings_of(caplog: pytest.LogCaptureFixture) -> List[str]:
+    return [record.getMessage() for record in caplog.records
+            if record.name == "parallelr" and record.levelno == logging.WARNING]
+
+
+def test_binary_junk_and_text_lines_are_pruned_with_a_warning(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = entry_for_current_process("parallelr", 1000.0, "/l/m.log", "/l/s.csv", None)
+    registry.register(entry)
+    with registry.pid_file.open("ab") as handle:
+        handle.write(b"\xff\xfe\x00\n12x\n\xd9\xa1\xd9\xa2\n99999999999\n0\n")  # "١٢" is str.isdigit()
+
+    assert registry.live_runs() == [entry]
+    assert pid_lines(registry) == [str(os.getpid())]
+    assert warnings_of(caplog) == [
+        f"Pruned 5 unreadable entries from the PID file {registry.pid_file}: "
+        r"'\xff\xfe\x00', '12x', '\xd9\xa1\xd9\xa2', '99999999999', '0'"
+    ]
+    caplog.clear()
+    assert registry.live_runs() == [entry]  # pruned once: no warning the next time
+    assert warnings_of(caplog) == []
+
+
+def test_register_prunes_junk_with_a_warning(registry: Registry, caplog: pytest.LogCaptureFixture) -> None:
+    registry.directory.mkdir(parents=True)
+    registry.pid_file.write_bytes(b"\x80junk\n101\n")
+    registry.register(fake_entry(202))
+    assert pid_lines(registry) == ["101", "202"]
+    assert warnings_of(caplog) == [
+        f"Pruned 1 unreadable entry from the PID file {registry.pid_file}: '\\x80junk'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text", ["[1, 2]", '"a string"', "null", '{"pid": "me"}', "CREATE_TIME_AS_TEXT", "\udcff"],
+    ids=["list", "string", "null", "pid-text", "create-time-text", "not-utf8"],
+)
+def test_an_entry_of_the_wrong_shape_is_pruned_with_a_warning(
+    registry: Registry, caplog: pytest.LogCaptureFixture, text: str
+) -> None:
+    entry = entry_for_current_process("parallelr", 1000.0, "/l/m.log", "/l/s.csv", None)
+    registry.register(entry)
+    path = registry.directory / f"{os.getpid()}.json"
+    if text == "CREATE_TIME_AS_TEXT":
+        text = entry.to_json().replace(f'"create_time": {entry.create_time}', '"create_time": "soon"')
+        assert "soon" in text
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+    assert registry.live_runs() == []
+    assert pid_lines(registry) == []
+    assert not path.exists()
+    assert warnings_of(caplog) == [
+        f"Pruned PID {os.getpid()} of the PID file {registry.pid_file}: its entry {path} cannot be read"
+    ]
+
+
+def test_a_directory_in_place_of_the_pid_file_is_one_error_for_readers_and_writers(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry.pid_file.mkdir(parents=True)
+    message = (f"cannot read the PID file {registry.pid_file}: Is a directory "
+               "(remove or rename what is in its place)")
+    with pytest.raises(RegistryError) as listed:
+        registry.live_runs()
+    assert str(listed.value) == message
+    assert isinstance(listed.value, ParallelrError) and listed.value.exit_code == 1
+    with pytest.raises(RegistryError) as registered:
+        registry.register(fake_entry(101))
+    assert str(registered.value) == message
+    assert list(registry.directory.glob("*.json")) == []  # nothing half-registered
+    registry.unregister(101)  # a run that ends never fails for its entry: a warning
+    assert warnings_of(caplog) == [f"Could not remove PID 101 from the PID file: {message}"]
+
+
+def test_a_file_in_place_of_the_pid_directory_is_one_error(registry: Registry) -> None:
+    registry.directory.parent.mkdir(parents=True)
+    registry.directory.write_text("not a directory\n", encoding="utf-8")
+    with pytest.raises(RegistryError, match=r"^cannot read the PID file .*: Not a directory \(remove"):
+        registry.live_runs()
+    with pytest.raises(RegistryError, match=r"^cannot create the PID file's directory .*: File exists"):
+        registry.register(fake_entry(101))
+
+
+def test_listing_creates_nothing(registry: Registry) -> None:
+    assert registry.live_runs() == []
+    assert not registry.directory.exists()
+
+
+def test_without_the_lock_a_reader_lists_but_does_not_prune(
+    registry: Registry, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = entry_for_current_process("parallelr", 1000.0, "/l/m.log", "/l/s.csv", None)
+    registry.register(mine)
+    registry.register(fake_entry(1))  # no such run: pruned when the file can be written
+    with registry.pid_file.open("ab") as handle:
+        handle.write(b"junk\n")
+    before = registry.pid_file.read_bytes()
+
+    def read_only(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(registry, "_open_lock", read_only)
+    assert registry.live_runs() == [mine]
+    assert registry.pid_file.read_bytes() == before
+    assert warnings_of(caplog) == [
+        f"Ignored 1 unreadable entry of the PID file {registry.pid_file} (it cannot be rewritten): 'junk'"
+    ]
+    with pytest.raises(RegistryError, match=r"^cannot write the PID file's lock .*: Read-only file system"):
+        registry.register(fake_entry(2))

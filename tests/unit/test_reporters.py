@@ -7,19 +7,25 @@ drive those objects directly, and two of them side by side for two runs of one p
 from __future__ import annotations
 
 import csv
+import errno
 import logging
+import os
+import shlex
+import sys
 import types
 from pathlib import Path
 from typing import Any, List, Optional
 
+import attrs
 import pytest
 
 from parallelr.config import LoggingSection, Settings
+from parallelr.errors import WriteError
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunPaths, RunSummary, Task, TaskResult, TaskStatus
 from parallelr.pluginmanager import create_plugin_manager
 from parallelr.plugins.reporters import console, csv_summary, main_log, output_log
-from parallelr.report import iso_seconds
+from parallelr.report import ReportFile, escape_line, iso_seconds
 
 REPORTER_MODULES = {"console": console, "main_log": main_log, "csv_summary": csv_summary,
                     "output_log": output_log}
@@ -361,3 +367,174 @@ def test_console_and_main_log_word_a_failure_without_message_as_before(
         "Worker 1: Starting task /t/x (attempt 2)",
         "Task ERROR: /t/x: ",
     ]
+
+
+# -- faults and hostile input ----------------------------------------------------------------------
+
+FULL = "/dev/full"  # every write fails with ENOSPC, as on a full disk
+needs_dev_full = pytest.mark.skipif(not os.path.exists(FULL), reason="needs /dev/full")
+
+
+def _run_writing_to(tmp_path: Path, **paths: str) -> RunInfo:
+    run = _run(tmp_path)
+    return attrs.evolve(run, paths=attrs.evolve(run.paths, **paths))
+
+
+def test_a_report_file_cuts_a_short_write_back_and_fails_once(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "r.txt"
+    report = ReportFile(str(path), "CSV summary")
+    report.write("whole row\n")
+    real_write = os.write
+    calls: List[int] = []
+
+    def short_then_full(fd: int, data: Any) -> int:  # what a disk that fills mid-write does
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:4]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", short_then_full)
+    with pytest.raises(WriteError) as raised:
+        report.write("half a row\n")
+    assert str(raised.value) == f"cannot write the CSV summary {path}: No space left on device"
+    assert path.read_text() == "whole row\n"  # the four bytes that made it are gone again
+    report.write("later\n")  # nothing written, nothing raised
+    assert len(calls) == 2 and report.closed
+
+
+@needs_dev_full
+def test_csv_on_a_full_disk_raises_one_write_error_then_writes_nothing(tmp_path: Path) -> None:
+    run = _run_writing_to(tmp_path, summary_csv=FULL)
+    reporter = csv_summary.CsvSummaryReporter()
+    with pytest.raises(WriteError, match=r"^cannot write the CSV summary /dev/full: No space left on device"):
+        reporter.parallelr_run_start(run)
+    reporter.parallelr_task_finish(run, _result(TaskStatus.SUCCESS))  # silent: reported once
+    reporter.parallelr_run_finish(run, RunSummary(1, 1, 0, 0, 0, 0))
+
+
+@needs_dev_full
+def test_output_log_on_a_full_disk_raises_one_write_error(tmp_path: Path) -> None:
+    run = _run_writing_to(tmp_path, output_log=FULL)
+    reporter = output_log.OutputLogReporter()
+    reporter.parallelr_run_start(run)  # opening works; the first block does not
+    with pytest.raises(WriteError, match=r"^cannot write the output log /dev/full: No space left on device$"):
+        reporter.parallelr_task_finish(run, _result(TaskStatus.SUCCESS))
+    reporter.parallelr_task_finish(run, _result(TaskStatus.SUCCESS))
+    reporter.parallelr_task_retry(run, _result(TaskStatus.FAILED), 1.0)
+    reporter.parallelr_run_finish(run, RunSummary(1, 1, 0, 0, 0, 0))
+
+
+@needs_dev_full
+def test_main_log_on_a_full_disk_raises_once_and_core_messages_stay_silent(
+    tmp_path: Path, capsys: pytest.CaptureFixture, _clean_main_log: Any
+) -> None:
+    run = _run_writing_to(tmp_path, main_log=FULL)
+    reporter = main_log.MainLogReporter()
+    with pytest.raises(WriteError, match=r"^cannot write the main log /dev/full: No space left on device$"):
+        reporter.parallelr_run_start(run)
+    logging.getLogger("parallelr").warning("a core message")  # no "--- Logging error ---"
+    reporter.parallelr_task_start(run, _result(TaskStatus.SUCCESS).task, 1)
+    reporter.parallelr_task_finish(run, _result(TaskStatus.SUCCESS))
+    reporter.parallelr_run_finish(run, RunSummary(1, 1, 0, 0, 0, 0))
+    assert "Logging error" not in capsys.readouterr().err
+    assert not [handler for handler in logging.getLogger("parallelr").handlers
+                if isinstance(handler, logging.handlers.RotatingFileHandler)]
+
+
+@needs_dev_full
+def test_a_full_stdout_stays_silent(tmp_path: Path, monkeypatch) -> None:
+    full = open(FULL, "w")
+    monkeypatch.setattr(sys, "stdout", full)
+    run = _run(tmp_path)
+    reporter = console.ConsoleReporter()
+    reporter.parallelr_run_start(run)
+    reporter.parallelr_task_start(run, _result(TaskStatus.SUCCESS).task, 1)
+    reporter.parallelr_task_finish(run, _result(TaskStatus.FAILED, error_message="x" * 10000))
+    reporter.parallelr_run_finish(run, RunSummary(1, 0, 1, 0, 0, 0))
+    full.close()
+
+
+def test_escape_line_makes_control_characters_visible_and_keeps_plain_text() -> None:
+    for plain in ("plain ascii", "tab\tkept", "é 日本 ü", ""):
+        assert escape_line(plain) == plain
+    assert escape_line("a\nb\rc") == "a\\nb\\rc"
+    assert escape_line("\x1b[31mred\x1b[0m\x07\x00\x7f\x9b") == "\\x1b[31mred\\x1b[0m\\x07\\x00\\x7f\\x9b"
+    assert escape_line("x\u2028y\u2029") == "x\\u2028y\\u2029"
+
+
+def test_csv_fields_with_cr_lf_semicolon_and_quotes_round_trip(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    reporter = csv_summary.CsvSummaryReporter()
+    reporter.parallelr_run_start(run)
+    values = ["a\rb", "c\nd", "e;f", 'g"h', "i\r\nj", "\r"]
+    for index, value in enumerate(values, 1):
+        task = Task(argv=["echo", value], source=f"/t/{value}", index=index)
+        reporter.parallelr_task_finish(run, _result(TaskStatus.SUCCESS, task=task))
+    reporter.parallelr_run_finish(run, RunSummary(6, 6, 0, 0, 0, 0))
+    raw = Path(run.paths.summary_csv).read_bytes()
+    assert raw.startswith(b"start_time;") and b"\r\n" not in raw.split(b"\n", 1)[0] + raw[-2:]
+    with open(run.paths.summary_csv, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    assert [row["task_file"] for row in rows] == [f"/t/{value}" for value in values]
+    assert [row["command"] for row in rows] == [shlex.join(["echo", value]) for value in values]
+    assert rows[0]["status"] == "SUCCESS"
+
+
+def test_task_lines_and_output_log_headers_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture, _clean_main_log: Any
+) -> None:
+    settings = Settings(logging=LoggingSection(console_format="%(message)s", file_format="%(message)s"))
+    run = _run(tmp_path, settings)
+    task = Task(argv=["bash", "/t/x\ny.sh", "\x1b[2J"], source="/t/x\ny.sh", arguments=("\x1b[2J",), index=1)
+    failed = _result(TaskStatus.FAILED, task=task, exit_code=1, error_message="bad\nWARNING forged")
+    reporters = [console.ConsoleReporter(), main_log.MainLogReporter(), output_log.OutputLogReporter()]
+    for reporter in reporters:
+        reporter.parallelr_run_start(run)
+        if hasattr(reporter, "parallelr_task_start"):
+            reporter.parallelr_task_start(run, task, 1)
+        reporter.parallelr_task_finish(run, failed)
+        reporter.parallelr_run_finish(run, RunSummary(1, 0, 1, 0, 0, 0))
+    label = "/t/x\\ny.sh (\\x1b[2J)"
+    expected = [f"Worker 1: Starting task {label}", f"Task FAILED: {label}: bad\\nWARNING forged"]
+    assert capsys.readouterr().out.splitlines()[:2] == [f"[1/?] {line}" for line in expected]
+    assert Path(run.paths.main_log).read_text(encoding="utf-8").splitlines()[1:3] == expected
+    text = Path(run.paths.output_log).read_text(encoding="utf-8")
+    assert "Task: /t/x\\ny.sh\nArguments: \\x1b[2J\nWorker: 2\n" in text
+    assert "Command: bash '/t/x\\ny.sh' '\\x1b[2J'\n" in text
+    assert "Error: bad\\nWARNING forged\n" in text
+
+
+def test_output_that_looks_like_block_structure_is_marked() -> None:
+    separator = "=" * 80
+    forged = f"ok\n{separator}\nTask: /fake\nSTDOUT:\nSTDERR:\n STDERR:\n==\nx\r{separator}\x1b[1m\n"
+    assert output_log.output_text(forged).split("\n") == [
+        "ok", "\\" + separator, "Task: /fake", "\\STDOUT:", "\\STDERR:", " STDERR:", "\\==",
+        f"x\\r{separator}\\x1b[1m",
+    ]
+    plain = "line one\n\tindented = 1\nlast\n"
+    assert output_log.output_text(plain) == plain.rstrip("\n")  # ordinary output is unchanged
+
+
+def test_never_started_tasks_get_rows_one_line_and_no_blocks(
+    tmp_path: Path, capsys: pytest.CaptureFixture, _clean_main_log: Any
+) -> None:
+    settings = Settings(logging=LoggingSection(console_format="%(message)s", file_format="%(message)s"))
+    run = _run(tmp_path, settings, task_count=4)
+    reporters = [output_log.OutputLogReporter(), csv_summary.CsvSummaryReporter(), main_log.MainLogReporter(),
+                 console.ConsoleReporter()]
+    started = _result(TaskStatus.CANCELLED, exit_code=None, error_message="Cancelled by shutdown")
+    never = [TaskResult.cancelled(Task(argv=["x"], source=f"/t/{n}", index=n), f"Not started: why {n}")
+             for n in (2, 3, 4)]
+    for reporter in reporters:
+        reporter.parallelr_run_start(run)
+        for result in [started, *never]:
+            reporter.parallelr_task_finish(run, result)
+        reporter.parallelr_run_finish(run, RunSummary(4, 0, 0, 0, 0, 4))
+    assert len(_rows(run.paths.summary_csv)) == 1 + 4
+    line = "3 task(s) not started: Not started: why 2"
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["[1/4] Task CANCELLED: /t/a b.sh: Cancelled by shutdown", line]
+    log = Path(run.paths.main_log).read_text(encoding="utf-8").splitlines()
+    assert log[1:4] == ["Task CANCELLED: /t/a b.sh: Cancelled by shutdown", line, "Run finished"]
+    blocks = Path(run.paths.output_log).read_text(encoding="utf-8")
+    assert blocks.count("\nTask: ") == 1 and "Task: /t/a b.sh\n" in blocks

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
+from parallelr.errors import WriteError
 from parallelr.model import RunInfo, RunPaths, Task, TaskResult, TaskStatus
 from parallelr.scheduler import (
     NOTHING_YET,
@@ -388,3 +389,27 @@ def test_run_control_cancels_one_running_task_and_the_others_go_on() -> None:
     assert [by_index[i].status for i in (1, 3)] == [TaskStatus.SUCCESS, TaskStatus.SUCCESS]
     assert (summary.cancelled, summary.succeeded, summary.interrupted_by) == (1, 2, None)
     assert control.running() == [] and control.cancel_task(2) is False
+
+
+class FullDisk(Recorder):
+    """A reporter whose file fills up when the first task ends."""
+
+    def parallelr_task_finish(self, run, result) -> None:
+        super().parallelr_task_finish(run, result)
+        if len(self.finished) == 1:
+            raise WriteError("cannot write the CSV summary /h/l/s.csv: No space left on device")
+
+
+def test_a_record_that_cannot_be_written_stops_starting_tasks_and_ends_the_run_failed() -> None:
+    recorder = FullDisk()
+    scheduler = Scheduler(_run_info(), FakeExecutor(), recorder, workers=1)
+    outcome = scheduler.run(_tasks("SUCCESS", "SUCCESS", "SUCCESS"))
+    assert str(outcome.write_error) == "cannot write the CSV summary /h/l/s.csv: No space left on device"
+    assert recorder.started == [(1, 1)]  # nothing started after the failure
+    assert [(r.task.index, r.status) for r in recorder.finished] == [
+        (1, TaskStatus.SUCCESS), (2, TaskStatus.CANCELLED), (3, TaskStatus.CANCELLED)]
+    assert recorder.finished[1].error_message == (
+        "Not started: a record could not be written "
+        "(cannot write the CSV summary /h/l/s.csv: No space left on device)"
+    )
+    assert scheduler.tally.summary(outcome).exit_code == 1

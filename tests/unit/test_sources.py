@@ -12,7 +12,7 @@ import pluggy
 import pytest
 
 from parallelr import hookspecs
-from parallelr.errors import CommandError, NoTasksError, SourceError
+from parallelr.errors import CommandError, NoTasksError, SourceError, UsageError
 from parallelr.model import Task
 from parallelr.plugins.sources import arguments_file, task_files
 from parallelr.request import RunRequest
@@ -153,7 +153,7 @@ def test_filter_that_keeps_nothing_is_no_tasks(tmp_path):
 
 def test_empty_file_extension_is_an_error(tmp_path):
     files(tmp_path / "d", "a.txt")
-    with pytest.raises(SourceError, match=r"--file-extension names no extension"):
+    with pytest.raises(UsageError, match=r"--file-extension names no extension"):
         collect_files(tasks_dir=[tmp_path / "d"], file_extension=" , ")
 
 
@@ -525,3 +525,117 @@ def test_exactly_one_source_answers_through_pluggy(tmp_path):
     args = write_args(tmp_path, "x\n")
     answers = manager.hook.parallelr_collect_tasks(config=make_config(args_file=args, command="p @ARG@"))
     assert [[t.argv for t in answer] for answer in answers] == [[("p", "x")]]
+
+
+# --- -A line ends, the fast count, and the check of a big file --------------------------------
+
+
+def test_cr_only_line_ends_are_line_ends(tmp_path):
+    args = tmp_path / "mac.txt"
+    args.write_bytes(b"a\rb\rc\r")
+    tasks = collect_arguments(args_file=args, command="p @ARG@")
+    assert len(tasks) == 3
+    assert [(t.arguments, t.line_number) for t in tasks] == [(("a",), 1), (("b",), 2), (("c",), 3)]
+
+
+def test_crlf_and_mixed_line_ends(tmp_path):
+    args = tmp_path / "mixed.txt"
+    args.write_bytes(b"a\r\nb\r\n\r\n# c\rd\r\re\nf")
+    tasks = collect_arguments(args_file=args, command="p @ARG@")
+    found = [(t.arguments[0], t.line_number) for t in tasks]
+    assert found == [("a", 1), ("b", 2), ("d", 5), ("e", 7), ("f", 8)]
+
+
+def test_a_cr_split_across_read_blocks_is_one_line_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(arguments_file, "BLOCK", 2)  # every \r\n falls on a block boundary somewhere
+    args = tmp_path / "crlf.txt"
+    args.write_bytes(b"a\r\nbb\r\nccc\r\n\r\nd\r")
+    expected = [(1, "a"), (2, "bb"), (3, "ccc"), (5, "d")]
+    assert list(arguments_file.argument_lines(str(args))) == expected
+    assert arguments_file.count_argument_lines(str(args)) == 4
+
+
+def test_the_whitespace_the_count_skips_is_what_strip_strips():
+    everything = "".join(chr(code) for code in range(0x110000) if chr(code).isspace())
+    assert everything.replace("\n", "").replace("\r", "") == arguments_file.WHITESPACE
+    pattern = arguments_file._SPACE
+    import re
+
+    assert all(re.fullmatch(pattern, char.encode("utf-8")) for char in arguments_file.WHITESPACE)
+    assert not re.fullmatch(pattern, "\u200b".encode("utf-8"))  # zero width space: not stripped
+
+
+def test_the_fast_count_is_the_number_of_argument_lines(tmp_path, monkeypatch):
+    """Random files of the awkward pieces (comments, blanks, Unicode spaces, BOMs, every line
+    end, invalid UTF-8): the C-speed count is exactly what the line reader yields."""
+    import random
+
+    pieces = [b"a", b"#", b" ", b"\t", b"\n", b"\r", b"\r\n", b"\xc2\xa0", b"\xe2\x80\x80", b"\xef\xbb\xbf",
+              b"\xc2", b"\x00", b"\x0b", b"\x1c", b"\xe3\x80\x80", b"\xe2\x80\xa8", b"\xff", b"\xe2\x80\x8b"]
+    chooser = random.Random(20261123)
+    path = tmp_path / "random.txt"
+    for block in (3, 7, 1 << 18):
+        monkeypatch.setattr(arguments_file, "BLOCK", block)
+        for _ in range(400):
+            data = b"".join(chooser.choice(pieces) for _ in range(chooser.randint(0, 40)))
+            if chooser.random() < 0.2:
+                data = b"\xef\xbb\xbf" + data
+            path.write_bytes(data)
+            expected = len(list(arguments_file.argument_lines(str(path))))
+            assert arguments_file.count_argument_lines(str(path)) == expected, (data, block)
+
+
+def _plan(args: Path, separator=None, command="p @ARG@"):
+    from parallelr.command import CommandTemplate
+
+    return arguments_file.ArgumentsPlan(
+        path=str(args), template=CommandTemplate.parse(command, ()), template_path=None, separator=separator,
+        env_names=(), max_argument_length=1000,
+    )
+
+
+def test_a_small_file_is_checked_in_full_before_anything_runs(tmp_path):
+    args = write_args(tmp_path, "".join(f"h{n}\n" for n in range(1000)))
+    tasks = arguments_file.check_arguments(_plan(args))
+    assert tasks.checks is None and len(tasks) == 1000
+
+
+def test_a_big_file_is_checked_while_it_runs_and_a_bad_line_stops_it(tmp_path):
+    args = tmp_path / "big.txt"
+    args.write_bytes(b"".join(b"h%d\n" % n for n in range(5000)) + b"bad\x00line\n" + b"h\n" * 10)
+    tasks = arguments_file.check_arguments(_plan(args), budget=0.0)  # no time to check before the run
+    assert tasks.checks is not None and len(tasks) == 5011
+    tasks.checks.join(10)
+    iterator = iter(tasks)
+    with pytest.raises(CommandError, match=r"validation failed: line 5001 of .* null byte"):
+        next(iterator)  # found later: not even the first line is handed out any more
+
+
+def test_a_big_file_with_inconsistent_counts_is_stopped_too(tmp_path):
+    args = tmp_path / "big.txt"
+    args.write_bytes(b"a,b\n" * 5000 + b"c\n")
+    tasks = arguments_file.check_arguments(_plan(args, "comma"), budget=0.0)
+    assert tasks.checks is not None
+    tasks.checks.join(10)
+    with pytest.raises(SourceError, match=r"Inconsistent argument counts .* 1 argument\(s\): lines 5001"):
+        list(tasks)
+
+
+def test_a_big_good_file_runs_every_line(tmp_path):
+    args = tmp_path / "big.txt"
+    args.write_bytes(b"".join(b"h%d\n" % n for n in range(5000)))
+    tasks = arguments_file.check_arguments(_plan(args), budget=0.0)
+    assert tasks.checks is not None
+    assert [task.line_number for task in tasks] == list(range(1, 5001))
+    assert tasks.checks.error is None
+
+
+def test_a_line_the_background_check_has_not_reached_is_checked_when_it_is_handed_out(tmp_path):
+    args = write_args(tmp_path, "a,b\nc,d\ne\nf,g\n")
+    idle = types.SimpleNamespace(error=None, ensure_running=lambda: None)  # a check still far behind
+    plan = _plan(args, "comma", "p @ARG_1@")
+    tasks = arguments_file.ArgumentTasks(plan, 4, idle, width=2)  # type: ignore[arg-type]
+    iterator = iter(tasks)
+    assert [next(iterator).arguments for _ in range(2)] == [("a", "b"), ("c", "d")]
+    with pytest.raises(SourceError, match=r"Inconsistent argument counts in .*: 2 argument\(s\) before line"):
+        next(iterator)
