@@ -449,8 +449,11 @@ class Scheduler:
         # A failed source cannot be iterated further; one that takes tasks back keeps its own.
         if self._source_failed or self.hand_back is not None:
             return
-        for task in remaining:
-            self._finish(TaskResult.cancelled(task, f"Not started: {why}"))
+        try:
+            for task in remaining:
+                self._finish(TaskResult.cancelled(task, f"Not started: {why}"))
+        except ParallelrError as exc:  # the source failed while it was read to the end
+            log.error("%s", exc)
 
 
 def call_each(hook: Any, **kwargs: Any) -> Optional[WriteError]:
