@@ -64,6 +64,16 @@ def cli_env(home: Path, extra: Optional[Dict[str, str]] = None) -> Dict[str, str
 
 
 @pytest.fixture
+def tasks(tmp_path: Path) -> Path:
+    """A task directory with one task, ``a.sh`` (``echo a``); test files with other tasks define
+    their own ``tasks``."""
+    directory = tmp_path / "tasks"
+    directory.mkdir()
+    (directory / "a.sh").write_text("echo a\n", encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A temporary HOME: every file parallelr writes lands under it."""
     path = tmp_path / "home"

@@ -32,14 +32,20 @@ class JournalUnavailable(ParallelrError):
         return ParallelrError(f"cannot use the journal {self.path}: {self.reason}")
 
 
+def seconds_from_environment(variable: str, default: float) -> float:
+    """A number of seconds from the environment variable ``variable``; ``default`` when it is
+    unset, not a number or negative (these variables are for tests and tuning, not for errors)."""
+    raw = os.environ.get(variable, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        return default
+    return value if value >= 0 else default
+
+
 def busy_timeout() -> float:
     """How long to wait for another process's lock before giving up (seconds)."""
-    raw = os.environ.get(BUSY_TIMEOUT_VARIABLE, "")
-    try:
-        value = float(raw) if raw else DEFAULT_BUSY_TIMEOUT
-    except ValueError:
-        return DEFAULT_BUSY_TIMEOUT
-    return value if value >= 0 else DEFAULT_BUSY_TIMEOUT
+    return seconds_from_environment(BUSY_TIMEOUT_VARIABLE, DEFAULT_BUSY_TIMEOUT)
 
 
 def open_journal(path: Path, create: bool = True) -> Optional[SQLiteJobStore]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -42,6 +41,7 @@ from parallelr.plugins.journal.database import (
     journal_transaction,
     open_journal,
     reading_journal,
+    seconds_from_environment,
 )
 from parallelr.plugins.journal.planning import Planner, Tail, derive_tail, source_stamp
 from parallelr.plugins.journal.resume import Selection, build_plan, check_not_running, parse_only
@@ -59,12 +59,7 @@ PATIENCE = 2.0  # seconds of waiting at the end before the run says that it wait
 
 def flush_timeout() -> float:
     """How long the end of a run waits for its records to be committed (seconds)."""
-    raw = os.environ.get(FLUSH_TIMEOUT_VARIABLE, "")
-    try:
-        value = float(raw) if raw else DEFAULT_FLUSH_TIMEOUT
-    except ValueError:
-        return DEFAULT_FLUSH_TIMEOUT
-    return value if value >= 0 else DEFAULT_FLUSH_TIMEOUT
+    return seconds_from_environment(FLUSH_TIMEOUT_VARIABLE, DEFAULT_FLUSH_TIMEOUT)
 
 
 def journal_enabled(run: RunInfo) -> bool:

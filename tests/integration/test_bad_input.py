@@ -42,14 +42,6 @@ def assert_one_error(result, exit_code: int, *words: str) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def tasks(tmp_path: Path) -> Path:
-    directory = tmp_path / "tasks"
-    directory.mkdir()
-    (directory / "a.sh").write_text("echo a\n", encoding="utf-8")
-    return directory
-
-
 # -- errors: one line, nothing runs, nothing is written ------------------------------------------
 
 

@@ -4,17 +4,8 @@ variable every program needs, an unusable journal path, a symlink loop in a task
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture
-def tasks(tmp_path: Path) -> Path:
-    directory = tmp_path / "tasks"
-    directory.mkdir()
-    (directory / "a.sh").write_text("echo a\n", encoding="utf-8")
-    return directory
 
 
 @pytest.mark.parametrize(

@@ -3,18 +3,6 @@ one-line usage errors, never a traceback and never silence."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
-
-@pytest.fixture
-def tasks(tmp_path: Path) -> Path:
-    directory = tmp_path / "tasks"
-    directory.mkdir()
-    (directory / "a.sh").write_text("echo a\n", encoding="utf-8")
-    return directory
-
 
 def test_a_misspelled_hook_is_a_one_line_error_naming_it(run_cli, tasks, tmp_path, home):
     (tmp_path / "typo_plugin.py").write_text(
