@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterator, List
 
 import psutil
 import pytest
-from executor_support import alive, limits_for
+from executor_support import alive, limits_for, wait_for_pids
 
 from parallelr import process
 from parallelr.cancel import CancelToken
@@ -40,17 +40,6 @@ def _pgid(pid: int) -> int:
         return -1
 
 
-def wait_for_lines(path: Path, count: int) -> List[str]:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = path.read_text().split()
-            if len(lines) >= count:
-                return lines
-        time.sleep(0.02)
-    raise AssertionError(f"tasks did not start: {path}")
-
-
 @pytest.fixture
 def pid_dir(tmp_path: Path) -> Iterator[Path]:
     """Each task writes "<pid>" into <pid_dir>/<name>; whatever a failed test left running dies."""
@@ -72,7 +61,7 @@ def sleeper(pid_dir: Path, name: str, seconds: float, trap_term: bool = False) -
 
 
 def pids_of(pid_dir: Path, name: str) -> List[int]:
-    return [int(word) for word in wait_for_lines(pid_dir / name, 2)]
+    return wait_for_pids(pid_dir / name, 2, timeout=20)
 
 
 # -- the token --------------------------------------------------------------------------------

@@ -5,13 +5,12 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, Iterator
 
 import psutil
 import pytest
-from executor_support import alive, limits_for
+from executor_support import alive, limits_for, wait_for_pids
 
 from parallelr.executor import ExecutorContext
 from parallelr.model import Task, TaskStatus
@@ -24,17 +23,6 @@ EXECUTORS = {"thread": thread_executor.ThreadExecutor, "process": process_execut
 @pytest.fixture(params=sorted(EXECUTORS))
 def executor_factory(request: pytest.FixtureRequest) -> Callable[..., Any]:
     return EXECUTORS[request.param]
-
-
-def wait_for_pids(path: Path, count: int) -> List[int]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if path.exists():
-            pids = [int(word) for word in path.read_text().split()]
-            if len(pids) >= count:
-                return pids
-        time.sleep(0.02)
-    raise AssertionError(f"tasks did not start: {path}")
 
 
 @pytest.fixture
