@@ -21,7 +21,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     # plugins/ must never install as a top-level package named "plugins": map it under parallelr.
-    packages=["parallelr", "parallelr.jobs", "parallelr.plugins", "parallelr.cfg"]
+    packages=["parallelr", "parallelr.jobs", "parallelr.queue", "parallelr.plugins", "parallelr.cfg"]
     + [f"parallelr.plugins.{name}" for name in PLUGIN_PACKAGES],
     package_dir={
         "parallelr": "parallelr",
@@ -37,6 +37,7 @@ setup(
         "console_scripts": [
             "parallelr = parallelr.cli:main",
             "ptasker = parallelr.cli:main_ptasker",
+            "queuectl = parallelr.cli:main_queuectl",
         ]
     },
     classifiers=[

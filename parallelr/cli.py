@@ -105,7 +105,7 @@ def _run_command(command: Command, argv: List[str], prog: str, manager: Any, pre
     """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings."""
     from parallelr import runner
 
-    parser = Parser(prog=f"{prog} {command.name}", description=command.help,
+    parser = Parser(prog=prog if prog == command.program else f"{prog} {command.name}", description=command.help,
                     preset=preset.name if preset else None)
     command.add_arguments(parser)
     options = parser.parse_args(argv)
@@ -206,6 +206,11 @@ def main_ptasker() -> int:
     return main(prog="ptasker")
 
 
+def main_queuectl() -> int:
+    """``queuectl ARGS`` is ``parallelr queue ARGS``."""
+    return main(["queue", *sys.argv[1:]], prog="queuectl")
+
+
 def _main(argv: List[str], prog: str) -> int:
     from parallelr import runner  # imported late: --help and errors stay fast
     from parallelr.api import executor_factories
@@ -278,4 +283,4 @@ def _check_conflicts(options: argparse.Namespace, request: RunRequest) -> None:
         raise UsageError(f"{infos[0]} runs no tasks: drop {', '.join(conflicting)}")
 
 
-__all__ = ["Parser", "__version__", "build_parser", "main", "main_ptasker"]
+__all__ = ["Parser", "__version__", "build_parser", "main", "main_ptasker", "main_queuectl"]

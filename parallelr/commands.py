@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import attrs
 
@@ -12,9 +12,13 @@ import attrs
 class Command:
     """``parallelr NAME ...``. ``add_arguments(parser)`` defines its arguments (subparsers are
     fine); ``run(config)`` does the work with ``config.options`` parsed and ``config.settings``
-    loaded, and returns the exit status."""
+    loaded, and returns the exit status.
+
+    ``program`` names a console script that is this command (``queuectl`` is ``parallelr
+    queue``): run as it, the command's help and errors name the script alone."""
 
     name: str
     help: str
     add_arguments: Callable[[Any], None]
     run: Callable[[Any], int]
+    program: Optional[str] = None

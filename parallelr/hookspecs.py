@@ -20,6 +20,7 @@ Order of a run::
     parallelr_executors            (the --executor choices)
     parallelr_resume(config)       (first result wins; if a plugin resumes a run, no collection)
     parallelr_collect_tasks(config)
+    parallelr_dispatch(config, tasks) (first result wins: --enqueue takes the tasks instead)
     parallelr_run_planned(run, tasks)
     parallelr_run_start(run)
     parallelr_task_start(run, task, worker_id)     } per attempt / per task, from
@@ -148,6 +149,16 @@ def parallelr_collect_tasks(config: Config) -> Optional[Iterable[Task]]:
     arguments file) should validate everything first and then yield lazily, so that a bad
     line stops the run before anything runs and a huge file is never held in memory.
     Raise :class:`parallelr.errors.SourceError` (or CommandError) for bad input.
+    """
+
+
+@hookspec(firstresult=True)
+def parallelr_dispatch(config: Config, tasks: Iterable[Task]) -> Optional[int]:
+    """Take the collected tasks instead of running them, and return the exit status; None lets
+    the run go ahead (first result wins).
+
+    Called after the tasks are collected and checked, before a dry run or a real run starts:
+    ``--enqueue`` puts them into the job queue here. ``tasks`` can be iterated again.
     """
 
 

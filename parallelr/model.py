@@ -66,6 +66,10 @@ class Task:
     # The task file whose size is checked against ExecutionLimits.max_file_size just before the
     # task starts: a file that is too large fails as that task (ERROR), not the whole run.
     task_file: Optional[str] = None
+    # A queue job's own limits: seconds before it is killed (overrides ExecutionLimits.timeout;
+    # 0: none) and the directory it runs in (instead of the workspace). None: the run's.
+    timeout: Optional[float] = None
+    cwd: Optional[str] = None
 
     @argv.validator
     def _check_argv(self, _attribute: Any, value: Tuple[str, ...]) -> None:

@@ -35,6 +35,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set
 
+import attrs
+
 if TYPE_CHECKING:
     import psutil
 
@@ -640,14 +642,16 @@ def run_task(
     """
     if cancel is not None and cancel.cancelled:
         return TaskResult.cancelled(task, cancel.reason or "cancelled", worker_id)
-    cwd = limits.workdir(worker_id)
+    if task.timeout is not None:
+        limits = attrs.evolve(limits, timeout=task.timeout)
+    cwd = task.cwd or limits.workdir(worker_id)
     start_time = time.time()
     started = time.monotonic()
     if task.task_file is not None and limits.max_file_size is not None:
         refusal = _task_file_refusal(task.task_file, limits.max_file_size)
         if refusal is not None:
             return _error(task, worker_id, start_time, refusal)
-    if cwd not in _ready_dirs:
+    if task.cwd is None and cwd not in _ready_dirs:  # a job's own directory must exist already
         try:
             os.makedirs(cwd, exist_ok=True)
         except OSError as exc:

@@ -83,6 +83,9 @@ def execute(config: Config) -> int:
         print(f"Resuming run {tasks.plan.run_id}: {tasks.count} task(s) to run again")
     elif request.arguments_file and tasks.count is not None:
         print(f"Created {tasks.count} tasks")
+    dispatched = config.hook.parallelr_dispatch(config=config, tasks=tasks)
+    if dispatched is not None:
+        return int(dispatched)
     log.info("Executing %s tasks with %d workers", "?" if tasks.count is None else tasks.count,
              config.settings.limits.max_workers)
     if not request.execute:

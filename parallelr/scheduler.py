@@ -385,6 +385,7 @@ class Scheduler:
                 if future is self.stop_request.future or future not in pending:
                     continue
                 task, worker_id = pending.pop(future)
+                self._nothing_yet = False  # a slot is free and the source may have work again
                 self.control.untrack(task.index)
                 self._settle(_result_of(future, task, worker_id))
                 heapq.heappush(free_slots, worker_id)

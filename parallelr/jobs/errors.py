@@ -53,3 +53,20 @@ class LeaseLost(StoreError):
         super().__init__(f"the lease of {what} is no longer held by {owner}")
         self.what = what
         self.owner = owner
+
+
+class DuplicateJob(StoreError):
+    """A queue job with this ID exists already (IDs are unique across every queue)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a job with ID {key!r} exists already: give another \"id\" or leave it out")
+        self.key = key
+
+
+class UnknownDependency(StoreError):
+    """``depends_on`` of job ``key`` names a job that is neither stored nor enqueued with it."""
+
+    def __init__(self, key: str, dependency: str) -> None:
+        super().__init__(f"job {key!r} depends on {dependency!r}, which is not a known job")
+        self.key = key
+        self.dependency = dependency

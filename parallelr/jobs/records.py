@@ -135,3 +135,124 @@ class ClaimedJob:
 
     job: JobRecord
     lease: Lease
+
+
+# -- the queue ------------------------------------------------------------------------------------
+@attrs.frozen
+class NewJob:
+    """A queue job to store, validated (see :mod:`parallelr.queue.spec`).
+
+    ``key`` is the job's ID as users see it (unique across every queue); ``due_at`` the epoch
+    time it may start (``run_at``/``delay``); ``depends_on`` the IDs of the jobs that must
+    complete first. ``max_retries`` is the most attempts it gets (0 and 1: one).
+    """
+
+    key: str
+    queue: str
+    argv: Tuple[str, ...] = attrs.field(converter=tuple)
+    shell: bool
+    env: Tuple[Tuple[str, str], ...] = attrs.field(default=(), converter=tuple)
+    cwd: Optional[str] = None
+    timeout: Optional[float] = None
+    priority: int = 0
+    max_retries: int = 3
+    due_at: Optional[float] = None
+    depends_on: Tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen
+class QueueJob:
+    """A queue job as stored. ``state`` is the store's; ``shown`` the name users see and filter
+    by (:data:`parallelr.queue.states.SHOWN_STATES`). ``row`` is the store's own key."""
+
+    row: int
+    key: str
+    queue: str
+    argv: Tuple[str, ...]
+    shell: bool
+    env: Tuple[Tuple[str, str], ...]
+    cwd: Optional[str]
+    timeout: Optional[float]
+    priority: int
+    state: JobState = attrs.field(converter=JobState)
+    shown: str
+    attempts: int
+    max_retries: int
+    tries: int
+    next_attempt_at: float
+    waiting_on: int
+    lease_owner: Optional[str]
+    lease_expires_at: Optional[float]
+    exit_code: Optional[int]
+    last_error: Optional[str]
+    last_status: Optional[str]
+    started_at: Optional[float]
+    ended_at: Optional[float]
+    created_at: float
+    updated_at: float
+
+    @property
+    def command(self) -> str:
+        """The command as it was enqueued (the shell script, or the argv as a shell would read it)."""
+        if self.shell:
+            return self.argv[-1]
+        import shlex
+
+        return shlex.join(self.argv)
+
+    def to_task(self) -> Task:
+        """What a worker runs: the job's row is the task's index (a running task is cancelled by
+        it), its try number the attempt."""
+        return Task(
+            argv=self.argv, source=self.key, env=self.env, shell=self.shell, index=self.row,
+            attempt=self.tries, timeout=self.timeout, cwd=self.cwd,
+        )
+
+
+@attrs.frozen
+class QueueAttempt:
+    """One try of a queue job: ``status`` is a TaskStatus value, ``INTERRUPTED`` (a worker's
+    shutdown stopped it; not counted) or ``LOST`` (its worker vanished: the lease expired)."""
+
+    attempt: int
+    status: str
+    exit_code: Optional[int]
+    pid: Optional[int]
+    worker: Optional[str]
+    slot: Optional[int]
+    started_at: Optional[float]
+    ended_at: Optional[float]
+    duration: Optional[float]
+    memory_mb: Optional[float]
+    cpu_percent: Optional[float]
+    error: Optional[str]
+    stdout: str
+    stderr: str
+
+
+@attrs.frozen
+class WorkerRecord:
+    """A queue worker process: its lease-owner name (``id``), where it runs, its slots and queues
+    (empty: every queue), its last heartbeat and the jobs it holds now."""
+
+    id: str
+    pid: int
+    host: str
+    slots: int
+    queues: Tuple[str, ...]
+    started_at: float
+    heartbeat_at: float
+    jobs_done: int
+    stop_requested: bool
+    wake: Optional[str]
+    current: Tuple[str, ...] = ()
+
+
+@attrs.frozen
+class AttemptOutcome:
+    """What the store made of an attempt's end: the job's new state and, for a retry, when it is due."""
+
+    key: str
+    state: JobState
+    due_at: Optional[float] = None
+    interrupted: bool = False

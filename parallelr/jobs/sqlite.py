@@ -1,4 +1,5 @@
-"""SQLiteJobStore: the job store in one SQLite file. Every SQLite-specific statement lives here.
+"""SQLiteJobStore: the job store in one SQLite file. Every SQLite-specific statement lives here and
+in :mod:`.sqlite_queue` (the queue's, a mixin of the store).
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives a
 crash (kill -9) of the process, and readers (``parallelr runs list``) never block a run that
@@ -31,7 +32,8 @@ status, exit code, times and error. ``settings``: key/value pairs for the queue.
 ``PRAGMA user_version`` holds the schema version. :func:`migrate` creates the schema in an empty
 database and upgrades an older one step by step (version 2 added the run lease, version 3 the
 run's planning columns ``planned``, ``plan_digest`` and ``source_stamp``: a big run's jobs are
-stored while it runs); a database written by a newer parallelr is refused rather than misread.
+stored while it runs; version 4 the queue: priorities, per-job timeout and directory, dependencies
+in ``job_deps``, the ``workers`` table, output tails in ``attempts``); a database written by a newer parallelr is refused rather than misread.
 
 Every read and write turns an ``sqlite3`` error into
 :class:`~parallelr.jobs.errors.StoreUnavailable` (a corrupt page found by a query is one line for
@@ -53,10 +55,11 @@ from parallelr.jobs.batch import AttemptEnd, Record, job_keys, plan_batch
 from parallelr.jobs.errors import LeaseLost, NewerSchemaError, StoreUnavailable
 from parallelr.jobs.leases import LEASE_SECONDS, Lease
 from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunRecord
+from parallelr.jobs.sqlite_queue import SQLiteQueueMixin
 from parallelr.jobs.states import JobState, RunState, sources_of
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds to wait for another process's lock
 INSERT_CHUNK = 1000  # rows per executemany when a run's tasks are stored
 PAGE_SIZE = 500  # rows per query when jobs are streamed back
@@ -173,8 +176,50 @@ _VERSION_3 = (
     "ALTER TABLE runs ADD COLUMN plan_digest TEXT",
     "ALTER TABLE runs ADD COLUMN source_stamp TEXT",
 )
+# Version 4: the queue. A job's ``priority``, own ``timeout`` and ``cwd``; ``tries`` numbers its
+# history (an interrupted attempt is not counted in ``attempts`` but keeps its history row);
+# ``waiting_on`` counts its dependencies not completed yet (``job_deps``); ``cancel_requested``
+# asks its worker to stop it. Job IDs (``name``) are unique across queues. ``workers``: the live
+# queue workers, their heartbeat and how to wake them.
+_VERSION_4 = (
+    "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN timeout REAL",
+    "ALTER TABLE jobs ADD COLUMN cwd TEXT",
+    "ALTER TABLE jobs ADD COLUMN tries INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN waiting_on INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE attempts ADD COLUMN worker TEXT",
+    "ALTER TABLE attempts ADD COLUMN stdout TEXT",
+    "ALTER TABLE attempts ADD COLUMN stderr TEXT",
+    "CREATE UNIQUE INDEX jobs_key ON jobs (name) WHERE queue IS NOT NULL",
+    "CREATE INDEX jobs_queue_due ON jobs (queue, priority DESC, next_attempt_at, id)"
+    " WHERE queue IS NOT NULL AND state IN ('pending', 'failed', 'timeout')",
+    "CREATE INDEX jobs_queue_updated ON jobs (queue, state, updated_at) WHERE queue IS NOT NULL",
+    """
+    CREATE TABLE job_deps (
+        job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        depends_on INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+        PRIMARY KEY (job_id, depends_on)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX job_deps_on ON job_deps (depends_on)",
+    """
+    CREATE TABLE workers (
+        id             TEXT PRIMARY KEY,
+        pid            INTEGER NOT NULL,
+        host           TEXT NOT NULL,
+        slots          INTEGER NOT NULL,
+        queues         TEXT NOT NULL DEFAULT '[]',
+        started_at     REAL NOT NULL,
+        heartbeat_at   REAL NOT NULL,
+        jobs_done      INTEGER NOT NULL DEFAULT 0,
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        wake           TEXT
+    )
+    """,
+)
 # MIGRATIONS[n] takes a database from version n to n + 1.
-MIGRATIONS: Tuple[Tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3)
+MIGRATIONS: Tuple[Tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4)
 
 
 def schema_version(connection: sqlite3.Connection) -> int:
@@ -372,8 +417,9 @@ def _end_rows(end: AttemptEnd) -> Tuple[Tuple[Any, ...], Optional[Tuple[Any, ...
     return job, attempt
 
 
-class SQLiteJobStore:
-    """The :class:`~parallelr.jobs.store.JobStore` in the SQLite file ``path``.
+class SQLiteJobStore(SQLiteQueueMixin):
+    """The :class:`~parallelr.jobs.store.JobStore` and
+    :class:`~parallelr.jobs.store.QueueStore` in the SQLite file ``path``.
 
     Not thread-safe: one thread uses it at a time.
     """

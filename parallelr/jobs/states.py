@@ -12,7 +12,8 @@ A job's life::
        │           ├──────► dead                           (the last attempt failed)
        │           ├──────► cancelled                      (a shutdown stopped it)
        │           └──────► pending                        (its holder is gone: requeued)
-       └──► cancelled                                      (never started)
+       ├──► cancelled                                      (never started)
+       └──► dead                                           (a queue job whose dependency died)
     failed | timeout ──► cancelled                         (the retry never started)
     failed | timeout | cancelled | dead ──► pending        (--resume, dlq retry)
 
@@ -65,7 +66,7 @@ _S = JobState
 # state -> the states it may move to. Retrying a failed attempt is FAILED/TIMEOUT -> RUNNING;
 # taking a job back from a holder that is gone is RUNNING -> PENDING.
 TRANSITIONS: Dict[JobState, FrozenSet[JobState]] = {
-    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.PENDING: frozenset({_S.RUNNING, _S.CANCELLED, _S.DEAD}),
     _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.TIMEOUT, _S.DEAD, _S.CANCELLED, _S.PENDING}),
     _S.FAILED: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED}),
     _S.TIMEOUT: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED}),
@@ -127,3 +128,12 @@ def counted_as(state: str, last_status: Optional[str]) -> TaskStatus:
             return TaskStatus.FAILED
     # pending / running / failed / timeout: it did not (finish) running in this run
     return _NOT_RUN_AGAIN_STATUS.get(JobState(state), TaskStatus.CANCELLED)
+
+
+# -- the queue's names ------------------------------------------------------------------------------
+# What queue users see and filter by (the queuectl READMEs' names), derived from a job's state:
+# pending | scheduled (not due yet) | waiting (for its dependencies) | processing | completed |
+# failed (waiting for its retry) | dead | cancelled.
+SHOWN_STATES: Tuple[str, ...] = (
+    "pending", "scheduled", "waiting", "processing", "completed", "failed", "dead", "cancelled",
+)

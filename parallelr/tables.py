@@ -1,4 +1,4 @@
-"""Plain-text output of the journal commands: aligned tables and readable times."""
+"""Plain-text output of the info commands (journal, queue): aligned tables and readable times."""
 
 from __future__ import annotations
 

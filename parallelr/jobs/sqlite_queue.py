@@ -1,0 +1,686 @@
+"""The queue's statements for :class:`~parallelr.jobs.sqlite.SQLiteJobStore` (a mixin of it).
+
+A queue job is a ``jobs`` row with ``queue`` set and ``run_id`` NULL; its user-visible ID is the
+``name`` column (unique across queues). Claims run inside ``BEGIN IMMEDIATE``: the select and
+the update that follows it hold SQLite's one write lock, so two workers never claim one job.
+Every method that writes runs inside the caller's transaction, or in one of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
+from parallelr.jobs.records import AttemptOutcome, NewJob, QueueAttempt, QueueJob, WorkerRecord
+from parallelr.jobs.states import JobState, retry_state
+from parallelr.model import TaskResult, TaskStatus
+
+_S = JobState
+CLAIMABLE = (_S.PENDING.value, _S.FAILED.value, _S.TIMEOUT.value)
+FINISHED = (_S.SUCCEEDED.value, _S.DEAD.value, _S.CANCELLED.value)
+LOST = "LOST"  # the attempt's worker vanished: its lease expired
+INTERRUPTED = "INTERRUPTED"  # a worker's shutdown stopped it; not counted as an attempt
+LEASE_EXPIRED = "its worker stopped renewing the lease (killed or cut off); the job was claimed again"
+LOST_LAST = "its worker was lost (lease expired) during its last attempt"
+PAUSED_ALL = "*"
+_PAUSE_PREFIX = "paused:"
+_CHUNK = 500
+_INSERT_CHUNK = 1000
+
+# The name users see, from the stored state (``?`` is the time now).
+SHOWN_SQL = (
+    "CASE WHEN state = 'pending' AND waiting_on > 0 THEN 'waiting'"
+    " WHEN state = 'pending' AND next_attempt_at > ? THEN 'scheduled'"
+    " WHEN state = 'pending' THEN 'pending'"
+    " WHEN state = 'running' THEN 'processing'"
+    " WHEN state = 'succeeded' THEN 'completed'"
+    " WHEN state IN ('failed', 'timeout') THEN 'failed'"
+    " ELSE state END"
+)
+# shown name -> (condition, whether it takes the time now)
+_SHOWN_WHERE: Dict[str, Tuple[str, bool]] = {
+    "waiting": ("state = 'pending' AND waiting_on > 0", False),
+    "scheduled": ("state = 'pending' AND waiting_on = 0 AND next_attempt_at > ?", True),
+    "pending": ("state = 'pending' AND waiting_on = 0 AND next_attempt_at <= ?", True),
+    "processing": ("state = 'running'", False),
+    "completed": ("state = 'succeeded'", False),
+    "failed": ("state IN ('failed', 'timeout')", False),
+    "dead": ("state = 'dead'", False),
+    "cancelled": ("state = 'cancelled'", False),
+}
+_QUEUE_JOB_COLUMNS = (
+    "id, name, queue, argv, shell, env, cwd, timeout, priority, state, {shown}, attempts, max_attempts,"
+    " tries, next_attempt_at, waiting_on, lease_owner, lease_expires_at, exit_code, last_error,"
+    " last_status, started_at, ended_at, created_at, updated_at"
+).format(shown=SHOWN_SQL)
+_INSERT_SQL = (
+    "INSERT INTO jobs (queue, name, source, argv, env, arguments, shell, state, max_attempts,"
+    " next_attempt_at, priority, timeout, cwd, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, '[]', ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
+)
+_HISTORY_SQL = (
+    "INSERT OR REPLACE INTO attempts (job_id, attempt, status, exit_code, pid, worker_id, worker,"
+    " started_at, ended_at, duration, memory_mb, cpu_percent, error, stdout, stderr)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _text(value: Any) -> Optional[str]:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def queue_job_from_row(row: Sequence[Any]) -> QueueJob:
+    (row_id, key, queue, argv, shell, env, cwd, timeout, priority, state, shown, attempts, max_attempts,
+     tries, next_attempt_at, waiting_on, lease_owner, lease_expires_at, exit_code, last_error, last_status,
+     started_at, ended_at, created_at, updated_at) = row
+    return QueueJob(
+        row=row_id, key=_text(key) or "", queue=queue, argv=tuple(json.loads(argv)), shell=bool(shell),
+        env=tuple((str(k), str(v)) for k, v in json.loads(env)), cwd=_text(cwd), timeout=timeout,
+        priority=priority, state=state, shown=shown, attempts=attempts, max_retries=max_attempts, tries=tries,
+        next_attempt_at=next_attempt_at, waiting_on=waiting_on, lease_owner=lease_owner,
+        lease_expires_at=lease_expires_at, exit_code=exit_code, last_error=_text(last_error),
+        last_status=last_status, started_at=started_at, ended_at=ended_at, created_at=created_at,
+        updated_at=updated_at,
+    )
+
+
+def _worker_from_row(row: Sequence[Any], current: Tuple[str, ...]) -> WorkerRecord:
+    (worker_id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested, wake) = row
+    return WorkerRecord(
+        id=worker_id, pid=pid, host=host, slots=slots, queues=tuple(json.loads(queues)), started_at=started_at,
+        heartbeat_at=heartbeat_at, jobs_done=jobs_done, stop_requested=bool(stop_requested), wake=wake,
+        current=current,
+    )
+
+
+class SQLiteQueueMixin:
+    """The :class:`~parallelr.jobs.store.QueueStore` methods. The host class provides
+    ``connection``, ``_reading()`` and ``_writing()``."""
+
+    connection: sqlite3.Connection
+
+    def _reading(self) -> Any: ...  # provided by SQLiteJobStore
+
+    def _writing(self) -> Any: ...  # provided by SQLiteJobStore
+
+    # -- enqueue ---------------------------------------------------------------------------------
+    def enqueue_jobs(self, jobs: Iterable[NewJob], now: float) -> int:
+        """Store ``jobs`` as pending (waiting for their dependencies, or scheduled), all or none.
+
+        Raises:
+            DuplicateJob: an ID exists already or comes twice.
+            UnknownDependency: ``depends_on`` names a job that is neither stored nor among ``jobs``.
+        """
+        count = 0
+        with_dependencies: List[NewJob] = []
+        with self._writing():
+            batch: List[NewJob] = []
+            for job in jobs:
+                batch.append(job)
+                if job.depends_on:
+                    with_dependencies.append(job)
+                if len(batch) >= _INSERT_CHUNK:
+                    count += self._insert(batch, now)
+                    batch = []
+            if batch:
+                count += self._insert(batch, now)
+            if with_dependencies:
+                self._link(with_dependencies, now)
+        return count
+
+    def _insert(self, batch: Sequence[NewJob], now: float) -> int:
+        rows = [
+            (job.queue, job.key, job.key, _json(list(job.argv)), _json([list(pair) for pair in job.env]),
+             int(job.shell), job.max_retries, now if job.due_at is None else job.due_at, job.priority,
+             job.timeout, job.cwd, now, now)
+            for job in batch
+        ]
+        try:
+            self.connection.executemany(_INSERT_SQL, rows)
+        except sqlite3.IntegrityError:
+            raise DuplicateJob(self._duplicate_in(batch)) from None
+        return len(rows)
+
+    def _duplicate_in(self, batch: Sequence[NewJob]) -> str:
+        seen = set()
+        for job in batch:
+            if job.key in seen:
+                return job.key
+            seen.add(job.key)
+        found = self._rows_by_key([job.key for job in batch])
+        return next((job.key for job in batch if job.key in found), batch[0].key)
+
+    def _rows_by_key(self, keys: Sequence[str]) -> Dict[str, Tuple[int, str]]:
+        """``{key: (row, state)}`` of the stored queue jobs among ``keys``."""
+        found: Dict[str, Tuple[int, str]] = {}
+        for group in _chunks(list(dict.fromkeys(keys)), _CHUNK):
+            rows = self.connection.execute(
+                f"SELECT name, id, state FROM jobs WHERE queue IS NOT NULL AND name IN ({_marks(len(group))})",
+                tuple(group),
+            )
+            found.update((_text(name) or "", (row, state)) for name, row, state in rows)
+        return found
+
+    def _link(self, jobs: Sequence[NewJob], now: float) -> None:
+        keys = [job.key for job in jobs] + [key for job in jobs for key in job.depends_on]
+        rows = self._rows_by_key(keys)
+        edges: List[Tuple[int, int]] = []
+        for job in jobs:
+            job_row = rows[job.key][0]
+            open_count = 0
+            dead: Optional[str] = None
+            for dependency in dict.fromkeys(job.depends_on):
+                if dependency not in rows:
+                    raise UnknownDependency(job.key, dependency)
+                dependency_row, state = rows[dependency]
+                edges.append((job_row, dependency_row))
+                if state != _S.SUCCEEDED.value:
+                    open_count += 1
+                if state in (_S.DEAD.value, _S.CANCELLED.value) and dead is None:
+                    dead = _dependency_error(dependency, state)
+            self.connection.execute("UPDATE jobs SET waiting_on = ? WHERE id = ?", (open_count, job_row))
+            if dead is not None:
+                self._kill_dependents_of([], now, ((job_row, dead),))
+        self.connection.executemany("INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)", edges)
+
+    # -- claiming --------------------------------------------------------------------------------
+    def claim_queue_jobs(
+        self, owner: str, now: float, queues: Sequence[str], limit: int, lease_seconds: float,
+    ) -> List[QueueJob]:
+        """Claim up to ``limit`` due jobs of ``queues`` (empty: every queue) for ``owner``: by
+        priority (higher first), then due time, then enqueue order. Jobs whose lease expired are
+        taken back first (their attempt counts, as ``LOST``)."""
+        scope, params = _scope(queues)
+        with self._writing():
+            self._reclaim_expired(now, scope, params)
+            paused = self._paused()
+            if PAUSED_ALL in paused:
+                return []
+            extra, extra_params = "", ()
+            if paused:
+                extra = f" AND queue NOT IN ({_marks(len(paused))})"
+                extra_params = tuple(paused)
+            rows = [row[0] for row in self.connection.execute(
+                f"SELECT id FROM jobs WHERE {scope} AND state IN {CLAIMABLE!r} AND next_attempt_at <= ?"
+                f" AND waiting_on = 0{extra} ORDER BY priority DESC, next_attempt_at, id LIMIT ?",
+                (*params, now, *extra_params, limit),
+            )]
+            if not rows:
+                return []
+            where = f"id IN ({_marks(len(rows))})"
+            self.connection.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, tries = tries + 1, lease_owner = ?,"
+                f" lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ? WHERE {where}",
+                (owner, now + lease_seconds, now, now, *rows),
+            )
+            found = {job.row: job for job in self._queue_jobs_where(where, tuple(rows), now)}
+        return [found[row] for row in rows]
+
+    def _reclaim_expired(self, now: float, scope: str, params: Tuple[Any, ...]) -> None:
+        expired = self.connection.execute(
+            f"SELECT id, name, attempts, max_attempts, tries, lease_owner, worker_id, started_at FROM jobs"
+            f" WHERE {scope} AND state = 'running' AND lease_expires_at <= ?",
+            (*params, now),
+        ).fetchall()
+        dead: List[Tuple[int, str]] = []
+        for row, key, attempts, max_attempts, tries, lease_owner, slot, started_at in expired:
+            last = attempts >= max(1, max_attempts)
+            self.connection.execute(
+                _HISTORY_SQL,
+                (row, tries, LOST, None, None, slot, lease_owner, started_at, now, None, None, None,
+                 LEASE_EXPIRED, "", ""),
+            )
+            self.connection.execute(
+                "UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_expires_at = NULL,"
+                " last_error = ?, last_status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
+                (_S.DEAD.value if last else _S.PENDING.value, now, LOST_LAST if last else LEASE_EXPIRED, LOST,
+                 now, now, row),
+            )
+            if last:
+                dead.append((row, _dependency_error(_text(key) or "", _S.DEAD.value)))
+        if dead:
+            self._kill_dependents_of(dead, now)
+
+    def _paused(self) -> List[str]:
+        rows = self.connection.execute(
+            "SELECT key FROM settings WHERE key LIKE ?", (_PAUSE_PREFIX + "%",)
+        ).fetchall()
+        return [key[len(_PAUSE_PREFIX):] for (key,) in rows]
+
+    def next_due_at(self, queues: Sequence[str], now: float) -> Optional[float]:
+        """When the next job of ``queues`` may be claimed (a due time or a lease expiry; it may be
+        in the past), or None when there is none (or the queues are paused)."""
+        scope, params = _scope(queues)
+        with self._reading():
+            paused = self._paused()
+            if PAUSED_ALL in paused:
+                return None
+            extra, extra_params = "", ()
+            if paused:
+                extra = f" AND queue NOT IN ({_marks(len(paused))})"
+                extra_params = tuple(paused)
+            due = self.connection.execute(
+                f"SELECT MIN(next_attempt_at) FROM jobs WHERE {scope} AND state IN {CLAIMABLE!r}"
+                f" AND waiting_on = 0{extra}",
+                (*params, *extra_params),
+            ).fetchone()[0]
+            expiry = self.connection.execute(
+                f"SELECT MIN(lease_expires_at) FROM jobs WHERE {scope} AND state = 'running'{extra}",
+                (*params, *extra_params),
+            ).fetchone()[0]
+        times = [value for value in (due, expiry) if value is not None]
+        return min(times) if times else None
+
+    # -- an attempt's end ------------------------------------------------------------------------
+    def finish_queue_attempt(
+        self, owner: str, result: TaskResult, now: float, backoff_base: float, backoff_max: float,
+        interrupted: bool,
+    ) -> AttemptOutcome:
+        """Record the end of the attempt ``owner`` ran of job row ``result.task.index``.
+
+        Success completes it (and counts it off its dependents' waits); a failure makes it wait
+        ``min(backoff_max, backoff_base ** attempts)`` seconds while attempts remain, else it is
+        dead; CANCELLED is a cancel the user asked for (the job is cancelled) or, with
+        ``interrupted``, a worker's shutdown (pending again, the attempt not counted).
+
+        Raises:
+            LeaseLost: ``owner`` no longer holds the job (its lease expired and it was taken back).
+        """
+        row = result.task.index
+        with self._writing():
+            found = self.connection.execute(
+                "SELECT name, state, lease_owner, attempts, max_attempts, tries, cancel_requested FROM jobs"
+                " WHERE id = ?", (row,),
+            ).fetchone()
+            if found is None or found[1] != _S.RUNNING.value or found[2] != owner:
+                raise LeaseLost(f"job {_text(found[0]) if found else row}", owner)
+            key, _state, _owner, attempts, max_attempts, tries, cancel_requested = found
+            key = _text(key) or ""
+            status = result.status
+            due: Optional[float] = None
+            history_status = status.value
+            counted = attempts
+            if status is TaskStatus.SUCCESS:
+                state = _S.SUCCEEDED
+            elif status is TaskStatus.CANCELLED and (interrupted or not cancel_requested):
+                state, counted, history_status = _S.PENDING, attempts - 1, INTERRUPTED
+                due = now
+            elif status is TaskStatus.CANCELLED:
+                state = _S.CANCELLED
+            elif attempts < max(1, max_attempts):
+                state = retry_state(status)
+                due = now + min(backoff_max, backoff_base ** attempts)
+            else:
+                state = _S.DEAD
+            error = result.error_message or None
+            self.connection.execute(
+                "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                " lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, pid = ?, worker_id = ?,"
+                " exit_code = ?, started_at = ?, ended_at = ?, duration = ?, memory_mb = ?, cpu_percent = ?,"
+                " last_error = ?, last_status = ?, updated_at = ? WHERE id = ?",
+                (state.value, counted, due, result.pid, result.worker_id, result.exit_code, result.start_time,
+                 result.end_time, result.duration, result.memory_mb, result.cpu_percent, error, history_status,
+                 now, row),
+            )
+            self.connection.execute(
+                _HISTORY_SQL,
+                (row, tries, history_status, result.exit_code, result.pid, result.worker_id, owner,
+                 result.start_time, result.end_time, result.duration, result.memory_mb, result.cpu_percent,
+                 error, result.stdout, result.stderr),
+            )
+            if state is _S.SUCCEEDED:
+                self.connection.execute(
+                    "UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = ?"
+                    " WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?) AND state = 'pending'"
+                    " AND waiting_on > 0",
+                    (now, row),
+                )
+            elif state in (_S.DEAD, _S.CANCELLED):
+                self._kill_dependents_of([(row, _dependency_error(key, state.value))], now)
+            self.connection.execute(
+                "UPDATE workers SET jobs_done = jobs_done + ? WHERE id = ?",
+                (1 if state in (_S.SUCCEEDED, _S.DEAD, _S.CANCELLED) else 0, owner),
+            )
+        return AttemptOutcome(key=key, state=state, due_at=due if state is not _S.PENDING else None,
+                              interrupted=state is _S.PENDING)
+
+    def _kill_dependents_of(
+        self, ended: List[Tuple[int, str]], now: float, direct: Iterable[Tuple[int, str]] = (),
+    ) -> int:
+        """Jobs waiting for a job that ended without completing are dead, and so on down the line.
+
+        Args:
+            ended: ``(row, why)`` of jobs that died or were cancelled; their pending dependents die.
+            direct: ``(row, why)`` of pending jobs to make dead themselves.
+        """
+        killed = 0
+        todo: List[Tuple[int, str]] = list(direct)
+        for row, why in ended:
+            todo.extend((dependent, why) for (dependent,) in self.connection.execute(
+                "SELECT job_id FROM job_deps WHERE depends_on = ?", (row,)
+            ).fetchall())
+        while todo:
+            row, why = todo.pop()
+            cursor = self.connection.execute(
+                "UPDATE jobs SET state = 'dead', last_error = ?, last_status = 'DEPENDENCY', updated_at = ?,"
+                " ended_at = ? WHERE id = ? AND state = 'pending' RETURNING name",
+                (why, now, now, row),
+            )
+            found = cursor.fetchone()
+            if found is None:
+                continue
+            killed += 1
+            because = _dependency_error(_text(found[0]) or "", _S.DEAD.value)
+            todo.extend((dependent, because) for (dependent,) in self.connection.execute(
+                "SELECT job_id FROM job_deps WHERE depends_on = ?", (row,)
+            ).fetchall())
+        return killed
+
+    def renew_queue_leases(self, owner: str, rows: Sequence[int], expires_at: float) -> List[int]:
+        """Extend ``owner``'s leases on these running jobs. Returns the rows still ``owner``'s."""
+        held: List[int] = []
+        with self._writing():
+            for group in _chunks(list(rows), _CHUNK):
+                held.extend(row for (row,) in self.connection.execute(
+                    f"UPDATE jobs SET lease_expires_at = ? WHERE lease_owner = ? AND state = 'running'"
+                    f" AND id IN ({_marks(len(group))}) RETURNING id",
+                    (expires_at, owner, *group),
+                ).fetchall())
+        return held
+
+    def release_queue_jobs(self, owner: str, rows: Sequence[int], now: float) -> int:
+        """Jobs ``owner`` claimed but never started go back as they were (pending, the claim not
+        counted, no history row)."""
+        released = 0
+        with self._writing():
+            for group in _chunks(list(rows), _CHUNK):
+                released += self.connection.execute(
+                    "UPDATE jobs SET state = 'pending', attempts = attempts - 1, tries = tries - 1,"
+                    " lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?, updated_at = ?"
+                    f" WHERE lease_owner = ? AND state = 'running' AND id IN ({_marks(len(group))})",
+                    (now, now, owner, *group),
+                ).rowcount
+        return released
+
+    def worker_stop_requested(self, owner: str) -> bool:
+        with self._reading():
+            found = self.connection.execute(
+                "SELECT stop_requested FROM workers WHERE id = ?", (owner,)
+            ).fetchone()
+        return found is None or bool(found[0])
+
+    def cancel_requested(self, owner: str) -> List[int]:
+        """Rows of ``owner``'s running jobs that a user asked to cancel."""
+        with self._reading():
+            return [row for (row,) in self.connection.execute(
+                "SELECT id FROM jobs WHERE lease_owner = ? AND state = 'running' AND cancel_requested = 1",
+                (owner,),
+            ).fetchall()]
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _queue_jobs_where(self, where: str, params: Tuple[Any, ...], now: float,
+                          order: str = "id", limit: int = -1) -> List[QueueJob]:
+        rows = self.connection.execute(
+            f"SELECT {_QUEUE_JOB_COLUMNS} FROM jobs WHERE queue IS NOT NULL AND {where} ORDER BY {order}"
+            " LIMIT ?",
+            (now, *params, limit),
+        ).fetchall()
+        return [queue_job_from_row(row) for row in rows]
+
+    def get_queue_job(self, key: str, now: float) -> Optional[QueueJob]:
+        with self._reading():
+            found = self._queue_jobs_where("name = ?", (key,), now)
+        return found[0] if found else None
+
+    def iter_queue_jobs(
+        self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
+        limit: Optional[int] = None, order: str = "created",
+    ) -> Iterator[QueueJob]:
+        """Queue jobs (of the shown ``states`` and ``queue`` if given), oldest first (``order``
+        ``"updated"``: by last change), a page at a time; at most ``limit``."""
+        conditions: List[str] = []
+        params: List[Any] = []
+        if states:
+            parts = []
+            for shown in states:
+                condition, takes_now = _SHOWN_WHERE[shown]
+                parts.append(f"({condition})")
+                if takes_now:
+                    params.append(now)
+            conditions.append("(" + " OR ".join(parts) + ")")
+        if queue is not None:
+            conditions.append("queue = ?")
+            params.append(queue)
+        key = "updated_at" if order == "updated" else "id"
+        remaining = -1 if limit is None else limit
+        after: Tuple[Any, ...] = ()
+        while remaining != 0:
+            page = _CHUNK if remaining < 0 else min(_CHUNK, remaining)
+            where = " AND ".join(conditions + ([f"({key}, id) > (?, ?)"] if after else [])) or "1"
+            with self._reading():
+                jobs = self._queue_jobs_where(where, (*params, *after), now, order=f"{key}, id", limit=page)
+            yield from jobs
+            if len(jobs) < page:
+                return
+            if remaining > 0:
+                remaining -= len(jobs)
+            last = jobs[-1]
+            after = (last.updated_at if key == "updated_at" else last.row, last.row)
+
+    def queue_counts(self, now: float, queue: Optional[str] = None) -> Dict[str, int]:
+        """``{shown state: count}`` of the queue jobs (of ``queue`` if given); absent: none."""
+        where, params = ("queue = ?", (queue,)) if queue is not None else ("queue IS NOT NULL", ())
+        with self._reading():
+            rows = self.connection.execute(
+                f"SELECT {SHOWN_SQL}, COUNT(*) FROM jobs WHERE {where} GROUP BY 1", (now, *params)
+            ).fetchall()
+        return {state: count for state, count in rows}
+
+    def queue_names(self) -> List[str]:
+        with self._reading():
+            return [name for (name,) in self.connection.execute(
+                "SELECT DISTINCT queue FROM jobs WHERE queue IS NOT NULL ORDER BY queue"
+            ).fetchall()]
+
+    def queue_attempts(self, row: int) -> List[QueueAttempt]:
+        with self._reading():
+            rows = self.connection.execute(
+                "SELECT attempt, status, exit_code, pid, worker, worker_id, started_at, ended_at, duration,"
+                " memory_mb, cpu_percent, error, stdout, stderr FROM attempts WHERE job_id = ? ORDER BY attempt",
+                (row,),
+            ).fetchall()
+        return [QueueAttempt(*values[:11], _text(values[11]), _text(values[12]) or "", _text(values[13]) or "")
+                for values in rows]
+
+    def dependencies_of(self, row: int) -> List[Tuple[str, str]]:
+        """``(key, state)`` of the jobs job ``row`` depends on."""
+        with self._reading():
+            return [(_text(name) or "", state) for name, state in self.connection.execute(
+                "SELECT jobs.name, jobs.state FROM job_deps JOIN jobs ON jobs.id = job_deps.depends_on"
+                " WHERE job_deps.job_id = ? ORDER BY jobs.id", (row,),
+            ).fetchall()]
+
+    # -- what users do ---------------------------------------------------------------------------
+    def cancel_queue_job(self, key: str, now: float) -> Optional[str]:
+        """Cancel a job: one not running is cancelled at once (its dependents die); a running
+        one is marked for its worker to stop. Returns the job's state before, or None if unknown."""
+        with self._writing():
+            found = self.connection.execute(
+                "SELECT id, state FROM jobs WHERE queue IS NOT NULL AND name = ?", (key,)
+            ).fetchone()
+            if found is None:
+                return None
+            row, state = found
+            if state == _S.RUNNING.value:
+                self.connection.execute(
+                    "UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ?", (now, row)
+                )
+            elif state in CLAIMABLE:
+                self.connection.execute(
+                    "UPDATE jobs SET state = 'cancelled', last_error = 'cancelled by the user',"
+                    " last_status = 'CANCELLED', ended_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, row),
+                )
+                self._kill_dependents_of([(row, _dependency_error(key, _S.CANCELLED.value))], now)
+            return state
+
+    def retry_dead_jobs(self, keys: Optional[Sequence[str]], now: float) -> int:
+        """Dead jobs (``keys``, or all of them) back to pending with attempts 0, due now; one
+        waiting for dependencies waits again for those not completed. The caller checked that
+        every key is dead."""
+        with self._writing():
+            if keys is None:
+                rows = [row for (row,) in self.connection.execute(
+                    "SELECT id FROM jobs WHERE queue IS NOT NULL AND state = 'dead'"
+                ).fetchall()]
+            else:
+                rows = [row for row, state in self._rows_by_key(keys).values() if state == _S.DEAD.value]
+            for group in _chunks(rows, _CHUNK):
+                where = f"id IN ({_marks(len(group))})"
+                self.connection.execute(
+                    "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?, cancel_requested = 0,"
+                    " waiting_on = (SELECT COUNT(*) FROM job_deps JOIN jobs AS dependency"
+                    " ON dependency.id = job_deps.depends_on WHERE job_deps.job_id = jobs.id"
+                    " AND dependency.state != 'succeeded'),"
+                    f" updated_at = ? WHERE {where} AND state = 'dead'",
+                    (now, now, *group),
+                )
+        return len(rows)
+
+    def purge_queue_jobs(self, states: Sequence[str], older_than: Optional[float]) -> int:
+        """Delete finished jobs (stored ``states`` among succeeded, dead, cancelled) last
+        changed before ``older_than`` (None: any time), with their history."""
+        wanted = [state for state in states if state in FINISHED]
+        if not wanted:
+            return 0
+        where = f"queue IS NOT NULL AND state IN ({_marks(len(wanted))})"
+        params: Tuple[Any, ...] = tuple(wanted)
+        if older_than is not None:
+            where += " AND updated_at < ?"
+            params += (older_than,)
+        with self._writing():
+            return self.connection.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount
+
+    # -- settings and pauses ---------------------------------------------------------------------
+    def get_settings(self, prefix: str = "") -> Dict[str, str]:
+        with self._reading():
+            return dict(self.connection.execute(
+                "SELECT key, value FROM settings WHERE key LIKE ? ORDER BY key", (prefix + "%",)
+            ).fetchall())
+
+    def set_setting(self, key: str, value: Optional[str]) -> None:
+        """Store ``key`` = ``value``; None removes it."""
+        with self._writing():
+            if value is None:
+                self.connection.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                self.connection.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value),
+                )
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause (or resume) ``queue``; :data:`PAUSED_ALL` is every queue. Resuming every queue
+        lifts each queue's own pause too."""
+        with self._writing():
+            if paused:
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, '1')", (_PAUSE_PREFIX + queue,)
+                )
+            elif queue == PAUSED_ALL:
+                self.connection.execute("DELETE FROM settings WHERE key LIKE ?", (_PAUSE_PREFIX + "%",))
+            else:
+                self.connection.execute("DELETE FROM settings WHERE key = ?", (_PAUSE_PREFIX + queue,))
+
+    def paused_queues(self) -> List[str]:
+        with self._reading():
+            return self._paused()
+
+    # -- workers ---------------------------------------------------------------------------------
+    def register_worker(self, worker: WorkerRecord) -> None:
+        with self._writing():
+            self.connection.execute(
+                "INSERT OR REPLACE INTO workers (id, pid, host, slots, queues, started_at, heartbeat_at,"
+                " jobs_done, stop_requested, wake) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+                (worker.id, worker.pid, worker.host, worker.slots, _json(list(worker.queues)),
+                 worker.started_at, worker.heartbeat_at, worker.wake),
+            )
+
+    def worker_heartbeat(self, owner: str, now: float) -> bool:
+        """Record that ``owner`` is alive. Returns whether someone asked it to stop (or its row
+        was removed: it is not wanted either)."""
+        with self._writing():
+            self.connection.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, owner))
+            found = self.connection.execute(
+                "SELECT stop_requested FROM workers WHERE id = ?", (owner,)
+            ).fetchone()
+        return found is None or bool(found[0])
+
+    def remove_worker(self, owner: str) -> None:
+        with self._writing():
+            self.connection.execute("DELETE FROM workers WHERE id = ?", (owner,))
+
+    def list_workers(self, alive_since: Optional[float] = None) -> List[WorkerRecord]:
+        """Workers whose last heartbeat is at or after ``alive_since`` (None: all), oldest first."""
+        where, params = ("heartbeat_at >= ?", (alive_since,)) if alive_since is not None else ("1", ())
+        with self._reading():
+            rows = self.connection.execute(
+                "SELECT id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested, wake"
+                f" FROM workers WHERE {where} ORDER BY started_at, id", params,
+            ).fetchall()
+            current: Dict[str, List[str]] = {}
+            for owner, name in self.connection.execute(
+                "SELECT lease_owner, name FROM jobs WHERE state = 'running' AND queue IS NOT NULL ORDER BY id"
+            ).fetchall():
+                current.setdefault(owner, []).append(_text(name) or "")
+        return [_worker_from_row(row, tuple(current.get(row[0], ()))) for row in rows]
+
+    def worker_wake_addresses(self, alive_since: float) -> List[str]:
+        """How to wake each live worker (see :mod:`parallelr.queue.wake`)."""
+        with self._reading():
+            return [wake for (wake,) in self.connection.execute(
+                "SELECT wake FROM workers WHERE heartbeat_at >= ? AND wake IS NOT NULL", (alive_since,)
+            ).fetchall()]
+
+    def request_worker_stop(self, alive_since: float) -> List[WorkerRecord]:
+        """Ask every live worker to stop; returns them (to wake them)."""
+        with self._writing():
+            self.connection.execute(
+                "UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= ?", (alive_since,)
+            )
+        return self.list_workers(alive_since)
+
+    def forget_workers(self, heartbeat_before: float) -> int:
+        """Remove the rows of workers gone since ``heartbeat_before`` (killed, never cleaned up)."""
+        with self._writing():
+            return self.connection.execute(
+                "DELETE FROM workers WHERE heartbeat_at < ?", (heartbeat_before,)
+            ).rowcount
+
+
+def _scope(queues: Sequence[str]) -> Tuple[str, Tuple[Any, ...]]:
+    if not queues:
+        return "queue IS NOT NULL", ()
+    return f"queue IN ({_marks(len(queues))})", tuple(queues)
+
+
+def _dependency_error(key: str, state: str) -> str:
+    what = "was cancelled" if state == _S.CANCELLED.value else "is dead"
+    return f"its dependency {key} {what}"

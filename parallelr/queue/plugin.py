@@ -1,0 +1,84 @@
+"""The queue as a built-in plugin: the ``queue`` command (``queuectl``) and the batch runner's
+``--enqueue``, which puts a batch's tasks into the queue instead of running them."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Dict, Iterable, Iterator, Optional
+
+from parallelr.commands import Command
+from parallelr.errors import UsageError
+from parallelr.hookspecs import hookimpl
+from parallelr.jobs.records import NewJob
+from parallelr.model import Task
+from parallelr.paths import AppPaths
+from parallelr.queue import cli, service
+from parallelr.queue.spec import DEFAULT_QUEUE, new_id, queue_name
+
+
+@hookimpl
+def parallelr_commands() -> Dict[str, Command]:
+    return {"queue": Command("queue", cli.HELP, cli.add_arguments, cli.run, program="queuectl")}
+
+
+@hookimpl
+def parallelr_addoption(parser: Any) -> None:
+    group = parser.getgroup("job queue")
+    group.add_argument("--enqueue", action="store_true",
+                       help="put every task into the job queue as a pending job instead of running it")
+    group.add_argument("--queue", dest="enqueue_queue", metavar="NAME",
+                       help=f"the queue --enqueue fills (default {DEFAULT_QUEUE})")
+    group.add_argument("--db", dest="enqueue_db", metavar="PATH",
+                       help=f"the queue's store for --enqueue (default ${service.DB_VARIABLE}, else ~/parallelr/state.db)")
+
+
+@hookimpl
+def parallelr_configure(config: Any) -> None:
+    request = config.request
+    if request is None:
+        return
+    enqueue = request.option("enqueue")
+    if not enqueue and (request.option("enqueue_queue") or request.option("enqueue_db")):
+        raise UsageError("--queue and --db choose where --enqueue puts the tasks: add --enqueue")
+    if enqueue and request.daemon:
+        raise UsageError("--enqueue runs nothing here (workers run the jobs): drop -D")
+    if enqueue and request.option("enqueue_queue"):
+        queue_name(request.option("enqueue_queue"), "--queue")
+
+
+@hookimpl
+def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
+    request = config.request
+    if not request.option("enqueue"):
+        return None
+    from parallelr.jobs.opening import open_store
+
+    settings = config.settings
+    location = service.store_location(settings, config.home, request.option("enqueue_db"))
+    queue = request.option("enqueue_queue") or DEFAULT_QUEUE
+    workspace = AppPaths.of(config.app_name, config.home).workspace
+    import os
+
+    os.makedirs(workspace, exist_ok=True)
+    store = open_store(location)
+    try:
+        defaults = service.queue_settings(store)
+        retries = settings.advanced.retries
+        max_retries = retries + 1 if retries else defaults.max_retries
+        jobs = _jobs(tasks, queue, workspace, float(settings.limits.timeout_seconds), max_retries)
+        keys = service.enqueue(store, jobs, time.time())
+    finally:
+        store.close()
+    print(f"Enqueued {len(keys)} task(s) as jobs in queue {queue} (store {location}); "
+          f"run them with 'queuectl worker start'")
+    return 0
+
+
+def _jobs(tasks: Iterable[Task], queue: str, workspace: str, timeout: float, max_retries: int) -> Iterator[NewJob]:
+    """Each task as a job: the same argv (a shell only where the task had one), env and timeout,
+    run in the shared workspace as the batch would."""
+    for task in tasks:
+        yield NewJob(
+            key=new_id(), queue=queue, argv=task.argv, shell=task.shell, env=task.env, cwd=workspace,
+            timeout=timeout or None, max_retries=max_retries,
+        )
