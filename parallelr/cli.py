@@ -105,7 +105,8 @@ def _run_command(command: Command, argv: List[str], prog: str, manager: Any, pre
     """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings."""
     from parallelr import runner
 
-    parser = Parser(prog=prog if prog == command.program else f"{prog} {command.name}", description=command.help,
+    name = prog if prog == command.program else f"{prog} {command.name}"
+    parser = Parser(prog=name, description=command.help,
                     preset=preset.name if preset else None)
     command.add_arguments(parser)
     options = parser.parse_args(argv)

@@ -51,10 +51,10 @@ _SHOWN_WHERE: Dict[str, Tuple[str, bool]] = {
     "cancelled": ("state = 'cancelled'", False),
 }
 _QUEUE_JOB_COLUMNS = (
-    "id, name, queue, argv, shell, env, cwd, timeout, priority, state, {shown}, attempts, max_attempts,"
+    f"id, name, queue, argv, shell, env, cwd, timeout, priority, state, {SHOWN_SQL}, attempts, max_attempts,"
     " tries, next_attempt_at, waiting_on, lease_owner, lease_expires_at, exit_code, last_error,"
     " last_status, started_at, ended_at, created_at, updated_at"
-).format(shown=SHOWN_SQL)
+)
 _INSERT_SQL = (
     "INSERT INTO jobs (queue, name, source, argv, env, arguments, shell, state, max_attempts,"
     " next_attempt_at, priority, timeout, cwd, created_at, updated_at)"
@@ -104,9 +104,9 @@ def queue_job_from_row(row: Sequence[Any]) -> QueueJob:
 def _worker_from_row(row: Sequence[Any], current: Tuple[str, ...]) -> WorkerRecord:
     (worker_id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested, wake) = row
     return WorkerRecord(
-        id=worker_id, pid=pid, host=host, slots=slots, queues=tuple(json.loads(queues)), started_at=started_at,
-        heartbeat_at=heartbeat_at, jobs_done=jobs_done, stop_requested=bool(stop_requested), wake=wake,
-        current=current,
+        id=worker_id, pid=pid, host=host, slots=slots, queues=tuple(json.loads(queues)),
+        started_at=started_at, heartbeat_at=heartbeat_at, jobs_done=jobs_done,
+        stop_requested=bool(stop_requested), wake=wake, current=current,
     )
 
 
@@ -172,7 +172,8 @@ class SQLiteQueueMixin:
         found: Dict[str, Tuple[int, str]] = {}
         for group in _chunks(list(dict.fromkeys(keys)), _CHUNK):
             rows = self.connection.execute(
-                f"SELECT name, id, state FROM jobs WHERE queue IS NOT NULL AND name IN ({_marks(len(group))})",
+                "SELECT name, id, state FROM jobs WHERE queue IS NOT NULL"
+                f" AND name IN ({_marks(len(group))})",
                 tuple(group),
             )
             found.update((_text(name) or "", (row, state)) for name, row, state in rows)
@@ -198,7 +199,9 @@ class SQLiteQueueMixin:
             self.connection.execute("UPDATE jobs SET waiting_on = ? WHERE id = ?", (open_count, job_row))
             if dead is not None:
                 self._kill_dependents_of([], now, ((job_row, dead),))
-        self.connection.executemany("INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)", edges)
+        self.connection.executemany(
+            "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)", edges
+        )
 
     # -- claiming --------------------------------------------------------------------------------
     def claim_queue_jobs(
@@ -226,8 +229,9 @@ class SQLiteQueueMixin:
                 return []
             where = f"id IN ({_marks(len(rows))})"
             self.connection.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, tries = tries + 1, lease_owner = ?,"
-                f" lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ? WHERE {where}",
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, tries = tries + 1,"
+                " lease_owner = ?, lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ?"
+                f" WHERE {where}",
                 (owner, now + lease_seconds, now, now, *rows),
             )
             found = {job.row: job for job in self._queue_jobs_where(where, tuple(rows), now)}
@@ -336,8 +340,8 @@ class SQLiteQueueMixin:
                 " exit_code = ?, started_at = ?, ended_at = ?, duration = ?, memory_mb = ?, cpu_percent = ?,"
                 " last_error = ?, last_status = ?, updated_at = ? WHERE id = ?",
                 (state.value, counted, due, result.pid, result.worker_id, result.exit_code, result.start_time,
-                 result.end_time, result.duration, result.memory_mb, result.cpu_percent, error, history_status,
-                 now, row),
+                 result.end_time, result.duration, result.memory_mb, result.cpu_percent, error,
+                 history_status, now, row),
             )
             self.connection.execute(
                 _HISTORY_SQL,
@@ -503,11 +507,14 @@ class SQLiteQueueMixin:
         with self._reading():
             rows = self.connection.execute(
                 "SELECT attempt, status, exit_code, pid, worker, worker_id, started_at, ended_at, duration,"
-                " memory_mb, cpu_percent, error, stdout, stderr FROM attempts WHERE job_id = ? ORDER BY attempt",
+                " memory_mb, cpu_percent, error, stdout, stderr FROM attempts WHERE job_id = ?"
+                " ORDER BY attempt",
                 (row,),
             ).fetchall()
-        return [QueueAttempt(*values[:11], _text(values[11]), _text(values[12]) or "", _text(values[13]) or "")
-                for values in rows]
+        return [
+            QueueAttempt(*values[:11], _text(values[11]), _text(values[12]) or "", _text(values[13]) or "")
+            for values in rows
+        ]
 
     def dependencies_of(self, row: int) -> List[Tuple[str, str]]:
         """``(key, state)`` of the jobs job ``row`` depends on."""
@@ -555,10 +562,10 @@ class SQLiteQueueMixin:
             for group in _chunks(rows, _CHUNK):
                 where = f"id IN ({_marks(len(group))})"
                 self.connection.execute(
-                    "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?, cancel_requested = 0,"
-                    " waiting_on = (SELECT COUNT(*) FROM job_deps JOIN jobs AS dependency"
-                    " ON dependency.id = job_deps.depends_on WHERE job_deps.job_id = jobs.id"
-                    " AND dependency.state != 'succeeded'),"
+                    "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                    " cancel_requested = 0, waiting_on = (SELECT COUNT(*) FROM job_deps"
+                    " JOIN jobs AS dependency ON dependency.id = job_deps.depends_on"
+                    " WHERE job_deps.job_id = jobs.id AND dependency.state != 'succeeded'),"
                     f" updated_at = ? WHERE {where} AND state = 'dead'",
                     (now, now, *group),
                 )
@@ -642,8 +649,8 @@ class SQLiteQueueMixin:
         where, params = ("heartbeat_at >= ?", (alive_since,)) if alive_since is not None else ("1", ())
         with self._reading():
             rows = self.connection.execute(
-                "SELECT id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested, wake"
-                f" FROM workers WHERE {where} ORDER BY started_at, id", params,
+                "SELECT id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested,"
+                f" wake FROM workers WHERE {where} ORDER BY started_at, id", params,
             ).fetchall()
             current: Dict[str, List[str]] = {}
             for owner, name in self.connection.execute(

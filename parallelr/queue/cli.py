@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -18,7 +19,8 @@ from typing import IO, Any, Callable, Dict, Iterator, Optional
 
 from parallelr.errors import UsageError
 from parallelr.jobs.states import SHOWN_STATES
-from parallelr.queue import service, settings as queue_config, views
+from parallelr.queue import service, views
+from parallelr.queue import settings as queue_config
 from parallelr.queue.spec import JobReader, parse_json, queue_name, read_lines
 
 log = logging.getLogger("parallelr.queue")
@@ -67,7 +69,8 @@ def add_arguments(parser: Any) -> None:
     enqueue = command("enqueue", "add jobs: a JSON object, or --file of JSON lines (- for stdin)")
     enqueue.add_argument("job", nargs="?", metavar="JSON", help="""'{"command": "echo hi"}'""")
     enqueue.add_argument("--file", "-f", metavar="FILE", help="one JSON object per line, in one transaction")
-    enqueue.add_argument("--queue", type=_queue, metavar="NAME", help="the queue of jobs that do not name one")
+    enqueue.add_argument("--queue", type=_queue, metavar="NAME",
+                         help="the queue of jobs that do not name one")
 
     worker = command("worker", "start, stop or list workers")
     actions = worker.add_subparsers(dest="worker_command", metavar="ACTION", parser_class=type(parser))
@@ -77,7 +80,8 @@ def add_arguments(parser: Any) -> None:
     start.add_argument("--queue", type=_queue, nargs="+", action="extend", default=[], dest="queues",
                        metavar="NAME", help="take jobs of these queues only (default: every queue)")
     start.add_argument("--daemon", "-D", action="store_true", help="detach; log to ~/parallelr/logs/")
-    start.add_argument("--executor", metavar="NAME", default="thread", help="executor plugin (default thread)")
+    start.add_argument("--executor", metavar="NAME", default="thread",
+                       help="executor plugin (default thread)")
     actions.add_parser("stop", help="ask every worker to stop once its running jobs finish", parents=[shared])
     listing = actions.add_parser("list", help="the live workers", parents=[shared])
     listing.add_argument("--json", action="store_true")
@@ -124,12 +128,14 @@ def add_arguments(parser: Any) -> None:
     setter.add_argument("value", metavar="VALUE")
     getter = config_actions.add_parser("get", help="print the value of KEY", parents=[shared])
     getter.add_argument("key", metavar="KEY")
-    config_actions.add_parser("list", help="every key, its value and whether it is the default", parents=[shared])
+    config_actions.add_parser("list", help="every key, its value and whether it is the default",
+                              parents=[shared])
 
     for name, help_text in (("pause", "workers finish what runs and claim nothing new"),
                             ("resume", "workers claim jobs again")):
         paused = command(name, help_text)
-        paused.add_argument("--queue", type=_queue, metavar="NAME", help="only this queue (default: every queue)")
+        paused.add_argument("--queue", type=_queue, metavar="NAME",
+                            help="only this queue (default: every queue)")
 
 
 def run(config: Any) -> int:
@@ -188,7 +194,9 @@ def _lines(path: str) -> Iterator[Any]:
             try:
                 yield handle
             except UnicodeDecodeError as exc:
-                raise UsageError(f"{path} is not UTF-8 text (byte {exc.start}): a job file holds JSON lines") from None
+                raise UsageError(
+                    f"{path} is not UTF-8 text (byte {exc.start}): a job file holds JSON lines"
+                ) from None
 
 
 def _status(store: Any, options: Any, out: IO[str]) -> int:
@@ -201,12 +209,23 @@ def _status(store: Any, options: Any, out: IO[str]) -> int:
 
 
 def _list(store: Any, options: Any, out: IO[str]) -> int:
-    jobs = store.iter_queue_jobs(time.time(), states=options.state or (), queue=options.queue, limit=options.limit)
+    jobs = store.iter_queue_jobs(time.time(), states=options.state or (), queue=options.queue,
+                                 limit=options.limit)
     if options.json:
         views.write_json_array(out, (views.job_dict(job) for job in jobs))
-    elif not views.write_jobs(out, jobs):
+        return 0
+    jobs = _unless_empty(jobs)
+    if jobs is None:
         out.write("No jobs" + (f" in state {', '.join(options.state)}" if options.state else "") + "\n")
+    else:
+        views.write_jobs(out, jobs)
     return 0
+
+
+def _unless_empty(items: Iterator[Any]) -> Optional[Iterator[Any]]:
+    """``items`` again, or None when there is none (a table then prints a line, not a bare header)."""
+    first = next(items, None)
+    return None if first is None else itertools.chain((first,), items)
 
 
 def _show(store: Any, options: Any, out: IO[str]) -> int:
@@ -248,8 +267,12 @@ def _dlq(store: Any, options: Any, out: IO[str]) -> int:
         jobs = store.iter_queue_jobs(time.time(), states=("dead",), queue=options.queue, order="updated")
         if options.json:
             views.write_json_array(out, (views.job_dict(job) for job in jobs))
-        elif not views.write_dead(out, jobs):
+            return 0
+        dead = _unless_empty(jobs)
+        if dead is None:
             out.write("The dead letter queue is empty\n")
+        else:
+            views.write_dead(out, dead)
         return 0
     if options.all == bool(options.ids):
         raise UsageError("give the IDs of dead jobs to retry, or --all")
@@ -283,7 +306,7 @@ def _config(store: Any, options: Any, out: IO[str]) -> int:
     if options.config_command == "get":
         out.write(queue_config.value_text(current, key) + "\n")
         return 0
-    text = queue_config.checked_value(key, options.value, current)
+    text = queue_config.checked_value(key, options.value, current, stored)
     store.set_setting(queue_config.stored_key(key), text)
     out.write(f"{key.name} = {text}\n")
     service.wake_workers(store)
@@ -307,7 +330,9 @@ def _worker(store: Any, options: Any, out: IO[str]) -> int:
     if options.json:
         now = time.time()
         out.write(_json([views.worker_dict(worker, now) for worker in status.workers]))
-    elif not views.write_workers(out, status.workers):
+    elif status.workers:
+        views.write_workers(out, status.workers)
+    else:
         out.write("No running workers\n")
     return 0
 
@@ -336,7 +361,8 @@ def _worker_start(config: Any, location: str) -> int:
     options = config.options
     factories = executor_factories(config.pluginmanager)
     if options.executor not in factories:
-        raise UsageError(f"unknown executor {options.executor!r}; loaded executors: {', '.join(sorted(factories))}")
+        known = ", ".join(sorted(factories))
+        raise UsageError(f"unknown executor {options.executor!r}; loaded executors: {known}")
     settings = config.settings
     paths = AppPaths.of(config.app_name, config.home)
     open_store(location).close()  # a store that cannot be opened is reported before detaching

@@ -29,7 +29,8 @@ def parallelr_addoption(parser: Any) -> None:
     group.add_argument("--queue", dest="enqueue_queue", metavar="NAME",
                        help=f"the queue --enqueue fills (default {DEFAULT_QUEUE})")
     group.add_argument("--db", dest="enqueue_db", metavar="PATH",
-                       help=f"the queue's store for --enqueue (default ${service.DB_VARIABLE}, else ~/parallelr/state.db)")
+                       help=f"the queue's store for --enqueue (default ${service.DB_VARIABLE}, "
+                            "else ~/parallelr/state.db)")
 
 
 @hookimpl
@@ -74,7 +75,9 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
     return 0
 
 
-def _jobs(tasks: Iterable[Task], queue: str, workspace: str, timeout: float, max_retries: int) -> Iterator[NewJob]:
+def _jobs(
+    tasks: Iterable[Task], queue: str, workspace: str, timeout: float, max_retries: int
+) -> Iterator[NewJob]:
     """Each task as a job: the same argv (a shell only where the task had one), env and timeout,
     run in the shared workspace as the batch would."""
     for task in tasks:

@@ -75,8 +75,10 @@ KEYS: Tuple[Key, ...] = (
     Key("backoff-base", "backoff_base", _number(1.0), "failed attempt k waits backoff-base ** k seconds"),
     Key("backoff-max", "backoff_max", _number(0.0), "the longest wait between two attempts (s)"),
     Key("job-timeout", "job_timeout", _number(0.0), "seconds before a job is killed (0: never)"),
-    Key("lease-seconds", "lease_seconds", _number(1.0), "a job whose worker is silent this long is taken back"),
-    Key("heartbeat-seconds", "heartbeat_seconds", _number(0.0, above=True), "how often a worker renews its leases"),
+    Key("lease-seconds", "lease_seconds", _number(1.0),
+        "a job whose worker is silent this long is taken back"),
+    Key("heartbeat-seconds", "heartbeat_seconds", _number(0.0, above=True),
+        "how often a worker renews its leases"),
 )
 _BY_NAME: Dict[str, Key] = {key.name: key for key in KEYS}
 
@@ -118,8 +120,9 @@ def _consistent(settings: QueueSettings) -> QueueSettings:
     return settings
 
 
-def checked_value(key: Key, text: str, current: QueueSettings) -> str:
-    """The text to store for ``key``, after checking it alone and with the other settings.
+def checked_value(key: Key, text: str, current: QueueSettings, stored: Mapping[str, str]) -> str:
+    """The text to store for ``key``, after checking it alone and with the other settings (a
+    heartbeat left at its default follows a shorter lease: a third of it).
 
     Raises:
         UsageError: a value that does not parse or does not fit the others.
@@ -129,12 +132,14 @@ def checked_value(key: Key, text: str, current: QueueSettings) -> str:
     except ValueError as exc:
         raise UsageError(f"bad value {text!r} for {key.name}: it {exc}") from None
     changed = attrs.evolve(current, **{key.field: value})
-    if changed.heartbeat_seconds >= changed.lease_seconds:
+    heartbeat_set = STORE_PREFIX + "heartbeat-seconds" in stored or key.field == "heartbeat_seconds"
+    if heartbeat_set and changed.heartbeat_seconds >= changed.lease_seconds:
         raise UsageError(
-            f"bad value {text!r} for {key.name}: heartbeat-seconds ({changed.heartbeat_seconds:g}) must be less "
-            f"than lease-seconds ({changed.lease_seconds:g}), or a lease runs out between two heartbeats"
+            f"bad value {text!r} for {key.name}: heartbeat-seconds ({changed.heartbeat_seconds:g})"
+            f" must be less than lease-seconds ({changed.lease_seconds:g}),"
+            " or a lease runs out between two heartbeats"
         )
-    return str(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def listing(settings: QueueSettings, stored: Mapping[str, str]) -> List[Tuple[str, str, bool]]:

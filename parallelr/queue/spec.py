@@ -262,7 +262,7 @@ def check_cycles(edges: Mapping[str, Sequence[str]]) -> None:
                 state[node] = 2
                 continue
             if state.get(child) == 1:
-                cycle = path[path.index(child):] + [child]
+                cycle = [*path[path.index(child):], child]
                 raise JobError("depends_on forms a cycle: " + " -> ".join(cycle))
             if not state.get(child):
                 state[child] = 1

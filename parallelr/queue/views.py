@@ -52,7 +52,8 @@ def write_status(out: IO[str], status: QueueStatus, now: Optional[float] = None)
     lines.append(f"Active Workers: {len(status.workers)} ({slots} slot(s))")
     for worker in status.workers:
         lines.append(f"  - PID {worker.pid} on {escape_line(worker.host)}: {worker.slots} slot(s), "
-                     f"{len(worker.current)} running, {worker.jobs_done} done, heartbeat {_age(worker.heartbeat_at, now)}")
+                     f"{len(worker.current)} running, {worker.jobs_done} done, "
+                     f"heartbeat {_age(worker.heartbeat_at, now)}")
     lines.append(RULE)
     out.write("\n".join(lines) + "\n")
 
@@ -114,8 +115,9 @@ def job_dict(job: QueueJob, dependencies: Optional[Sequence[Any]] = None) -> Dic
 
 def attempt_dict(attempt: QueueAttempt) -> Dict[str, Any]:
     return {
-        "attempt": attempt.attempt, "status": attempt.status, "exit_code": attempt.exit_code, "pid": attempt.pid,
-        "worker": attempt.worker, "slot": attempt.slot, "started_at": iso_time(attempt.started_at),
+        "attempt": attempt.attempt, "status": attempt.status, "exit_code": attempt.exit_code,
+        "pid": attempt.pid, "worker": attempt.worker, "slot": attempt.slot,
+        "started_at": iso_time(attempt.started_at),
         "ended_at": iso_time(attempt.ended_at), "duration": attempt.duration, "memory_mb": attempt.memory_mb,
         "cpu_percent": attempt.cpu_percent, "error": attempt.error, "stdout": attempt.stdout,
         "stderr": attempt.stderr,
@@ -126,8 +128,10 @@ def worker_dict(worker: WorkerRecord, now: float) -> Dict[str, Any]:
     return {
         "id": worker.id, "pid": worker.pid, "host": worker.host, "slots": worker.slots,
         "queues": list(worker.queues), "started_at": iso_time(worker.started_at),
-        "heartbeat_at": iso_time(worker.heartbeat_at), "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
-        "jobs_done": worker.jobs_done, "current": list(worker.current), "stop_requested": worker.stop_requested,
+        "heartbeat_at": iso_time(worker.heartbeat_at),
+        "heartbeat_age": round(max(0.0, now - worker.heartbeat_at), 3),
+        "jobs_done": worker.jobs_done, "current": list(worker.current),
+        "stop_requested": worker.stop_requested,
     }
 
 
@@ -158,7 +162,8 @@ def write_job(out: IO[str], job: QueueJob, attempts: Sequence[QueueAttempt],
     if job.shown in ("scheduled", "failed"):
         lines.append(f"  Due:        {local_time(job.next_attempt_at)}")
     if dependencies:
-        lines.append("  Depends on: " + ", ".join(f"{escape_line(key)} ({_shown(state)})" for key, state in dependencies))
+        shown = (f"{escape_line(key)} ({_shown(state)})" for key, state in dependencies)
+        lines.append("  Depends on: " + ", ".join(shown))
     lines.append(f"  Timeout:    {f'{timeout:g}s' if timeout else 'none'}"
                  + ("" if job.timeout is not None else " (job-timeout)"))
     if job.cwd:
@@ -188,7 +193,8 @@ def _attempt_lines(attempt: QueueAttempt) -> List[str]:
     lines = [
         f"  #{attempt.attempt} {attempt.status}{exit_part}: {local_time(attempt.started_at)} -> "
         f"{local_time(attempt.ended_at)}{duration}{figures}",
-        f"     worker {escape_line(attempt.worker or '-')} slot {attempt.slot or '-'}, PID {attempt.pid or '-'}",
+        f"     worker {escape_line(attempt.worker or '-')} slot {attempt.slot or '-'}, "
+        f"PID {attempt.pid or '-'}",
     ]
     if attempt.error:
         lines.append(f"     error: {escape_line(attempt.error)}")

@@ -18,6 +18,7 @@ they go back to pending without the attempt being counted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
@@ -297,10 +298,8 @@ class _Monitor:
         self._poke()
 
     def _poke(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # full (a poke is pending anyway) or closed
             os.write(self._poke_write, b"x")
-        except (BlockingIOError, OSError):
-            pass
 
     def _loop(self) -> None:
         worker = self.worker
@@ -354,7 +353,8 @@ class _Monitor:
                 worker.settings = worker.settings_of(store)
                 rows = worker.running_rows()
                 if rows:
-                    held = set(store.renew_queue_leases(worker.owner, rows, now + worker.settings.lease_seconds))
+                    expires = now + worker.settings.lease_seconds
+                    held = set(store.renew_queue_leases(worker.owner, rows, expires))
                     for row in rows:
                         if row not in held:
                             worker.lease_lost(row)

@@ -19,8 +19,8 @@ from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal.database import JournalUnavailable, open_journal, reading_journal
 from parallelr.plugins.journal.planning import stored_counts
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
-from parallelr.tables import iso_time, local_time, shorten, write_table
 from parallelr.request import RunRequest
+from parallelr.tables import iso_time, local_time, shorten, write_table
 
 ERROR_WIDTH = 60  # characters of a task's last error in a table (JSON has all of it)
 UNFINISHED_STATES = ("pending", "running", "failed", "timeout")  # counted as PENDING
