@@ -1,4 +1,5 @@
-"""The JobStore protocol: what the journal, the queue and the dashboard may ask of a store.
+"""The JobStore and QueueStore protocols: what the journal, the queue and the dashboard may ask
+of a store.
 
 :class:`~parallelr.jobs.sqlite.SQLiteJobStore` is the default implementation; a PostgreSQL store
 is a second class with the same methods. One store object wraps one connection and is used by
@@ -28,7 +29,17 @@ from typing import (
 
 from parallelr.jobs.batch import Record
 from parallelr.jobs.leases import LEASE_SECONDS, Lease
-from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunRecord
+from parallelr.jobs.records import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedJob,
+    JobRecord,
+    NewJob,
+    QueueAttempt,
+    QueueJob,
+    RunRecord,
+    WorkerRecord,
+)
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult
 
 
@@ -231,3 +242,102 @@ class JobStore(Protocol):
 
     def attempts_of(self, job_id: int) -> List[AttemptRecord]:
         """The history of one job, by attempt number."""
+
+
+@runtime_checkable
+class QueueStore(Protocol):
+    """What the queue (:mod:`parallelr.queue`) and the dashboard ask of a store, beside
+    :class:`JobStore`. Queue jobs are named by their ID (``key``); ``now`` is passed in as above.
+
+    Claims are atomic (two workers never hold one job), every claim takes a lease the worker
+    renews, and a job whose lease expired is taken back by the next claim. Writes happen in the
+    caller's :meth:`JobStore.transaction` or in one of their own.
+    """
+
+    # -- enqueue and claim --
+    def enqueue_jobs(self, jobs: Iterable[NewJob], now: float) -> int:
+        """Store ``jobs`` as pending (scheduled, or waiting for dependencies); all or none.
+
+        Raises:
+            DuplicateJob: an ID that exists already (or comes twice).
+            UnknownDependency: ``depends_on`` names a job that is neither stored nor in ``jobs``.
+        """
+
+    def claim_queue_jobs(self, owner: str, now: float, queues: Sequence[str], limit: int,
+                         lease_seconds: float) -> List[QueueJob]:
+        """Up to ``limit`` due jobs of ``queues`` (empty: all), by priority, due time, enqueue order,
+        leased to ``owner``; expired leases are taken back first (a ``LOST`` attempt, counted)."""
+
+    def next_due_at(self, queues: Sequence[str], now: float) -> Optional[float]:
+        """When a job of ``queues`` may next be claimed (due time or lease expiry), or None."""
+
+    def finish_queue_attempt(self, owner: str, result: TaskResult, now: float, backoff_base: float,
+                             backoff_max: float, interrupted: bool) -> AttemptOutcome:
+        """Record the end of the attempt of job row ``result.task.index``: completed, failed (its retry
+        due ``min(backoff_max, backoff_base ** attempts)`` s later), dead, cancelled, or (``interrupted``)
+        pending again with the attempt not counted.
+
+        Raises:
+            LeaseLost: ``owner`` no longer holds the job.
+        """
+
+    def renew_queue_leases(self, owner: str, rows: Sequence[int], expires_at: float) -> List[int]:
+        """Extend ``owner``'s leases; returns the rows it still holds."""
+
+    def release_queue_jobs(self, owner: str, rows: Sequence[int], now: float) -> int:
+        """Claimed jobs that never started go back to pending as if never claimed."""
+
+    def cancel_requested(self, owner: str) -> List[int]:
+        """Rows of ``owner``'s running jobs whose cancel a user asked for."""
+
+    # -- reading --
+    def get_queue_job(self, key: str, now: float) -> Optional[QueueJob]: ...
+
+    def iter_queue_jobs(self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
+                        limit: Optional[int] = None, order: str = "created") -> Iterator[QueueJob]:
+        """Jobs in the shown ``states`` (:data:`~parallelr.jobs.states.SHOWN_STATES`), paged."""
+
+    def queue_counts(self, now: float, queue: Optional[str] = None) -> Dict[str, int]:
+        """``{shown state: count}``."""
+
+    def queue_attempts(self, row: int) -> List[QueueAttempt]: ...
+
+    def dependencies_of(self, row: int) -> List[Tuple[str, str]]:
+        """``(key, stored state)`` of the jobs job ``row`` depends on."""
+
+    # -- what users do --
+    def cancel_queue_job(self, key: str, now: float) -> Optional[str]:
+        """Cancel (or, running, mark for its worker to stop); the state before, None if unknown."""
+
+    def retry_dead_jobs(self, keys: Optional[Sequence[str]], now: float) -> int:
+        """Dead jobs (``keys``, None: all) back to pending with attempts 0."""
+
+    def purge_queue_jobs(self, states: Sequence[str], older_than: Optional[float]) -> int:
+        """Delete finished jobs in stored ``states`` last changed before ``older_than``."""
+
+    def get_settings(self, prefix: str = "") -> Dict[str, str]: ...
+
+    def set_setting(self, key: str, value: Optional[str]) -> None: ...
+
+    def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume ``queue`` (``"*"``: every queue)."""
+
+    def paused_queues(self) -> List[str]: ...
+
+    # -- workers --
+    def register_worker(self, worker: WorkerRecord) -> None: ...
+
+    def worker_heartbeat(self, owner: str, now: float) -> bool:
+        """Record that ``owner`` lives; True when it was asked to stop."""
+
+    def worker_stop_requested(self, owner: str) -> bool: ...
+
+    def remove_worker(self, owner: str) -> None: ...
+
+    def list_workers(self, alive_since: Optional[float] = None) -> List[WorkerRecord]: ...
+
+    def worker_wake_addresses(self, alive_since: float) -> List[str]: ...
+
+    def request_worker_stop(self, alive_since: float) -> List[WorkerRecord]: ...
+
+    def forget_workers(self, heartbeat_before: float) -> int: ...

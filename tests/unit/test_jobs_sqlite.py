@@ -96,19 +96,20 @@ def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
     assert store.location == str(path)
     connection = store.connection
     tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"runs", "jobs", "attempts", "settings"}
+    assert tables == {"runs", "jobs", "attempts", "settings", "job_deps", "workers"}
     indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
                if not row[0].startswith("sqlite_autoindex")}
-    assert indexes == {"runs_started", "jobs_due", "jobs_run_state", "jobs_queue_name"}
+    assert indexes == {"runs_started", "jobs_due", "jobs_run_state", "jobs_queue_name", "jobs_key",
+                       "jobs_queue_due", "jobs_queue_updated", "job_deps_on"}
     run_columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
     assert run_columns[-5:] == ["lease_owner", "lease_expires_at", "planned", "plan_digest", "source_stamp"]
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     store.close()
     again = open_store(path)  # opening an up-to-date database changes nothing
-    assert again.connection.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert again.connection.execute("PRAGMA user_version").fetchone()[0] == 4
     again.close()
 
 
@@ -162,7 +163,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     connection.close()
     with pytest.raises(StoreUnavailable) as caught:
         SQLiteJobStore.open(path)
-    assert caught.value.reason == "schema version 4 is newer than this parallelr understands (3)"
+    assert caught.value.reason == "schema version 5 is newer than this parallelr understands (4)"
 
 
 def test_a_locked_database_fails_after_the_busy_timeout(tmp_path: Path) -> None:
@@ -197,7 +198,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     connection.close()
     store = open_store(path)
     try:
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 4
         run = store.get_run(RUN_ID)
         assert run is not None and (run.lease_owner, run.lease_expires_at) == (None, None)
         assert (run.planned, run.unrecorded) == (None, 0)  # stored up front, as every run was then
@@ -386,11 +387,17 @@ def test_a_corrupt_page_found_by_a_read_is_a_store_error(tmp_path: Path) -> None
     path = tmp_path / "state.db"
     store = open_store(path)
     new_run(store, tmp_path, 300)
+    page_size = store.connection.execute("PRAGMA page_size").fetchone()[0]
+    schema_pages = {row[0] for row in store.connection.execute(
+        "SELECT pageno FROM dbstat WHERE name IN ('sqlite_schema', 'sqlite_master')"
+    )}
     store.close()
-    size = path.stat().st_size
-    with open(path, "r+b") as handle:  # page 1 (header, schema) stays: the file opens
-        handle.seek(4096)
-        handle.write(b"\xde\xad\xbe\xef" * ((size - 4096) // 4))
+    pages = path.stat().st_size // page_size
+    with open(path, "r+b") as handle:  # the schema's pages stay: the file opens, the tables are garbage
+        for page in range(1, pages + 1):
+            if page not in schema_pages:
+                handle.seek((page - 1) * page_size)
+                handle.write(b"\xde\xad\xbe\xef" * (page_size // 4))
     store = open_store(path)
     try:
         for read in (lambda: store.get_run(RUN_ID), store.list_runs, lambda: list(store.iter_jobs(RUN_ID)),
