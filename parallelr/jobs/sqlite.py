@@ -193,9 +193,9 @@ _VERSION_4 = (
     "ALTER TABLE attempts ADD COLUMN stdout TEXT",
     "ALTER TABLE attempts ADD COLUMN stderr TEXT",
     "CREATE UNIQUE INDEX jobs_key ON jobs (name) WHERE queue IS NOT NULL",
+    "DROP INDEX jobs_queue_name",  # names are unique across queues now: jobs_key covers it
     "CREATE INDEX jobs_queue_due ON jobs (queue, priority DESC, next_attempt_at, id)"
     " WHERE queue IS NOT NULL AND state IN ('pending', 'failed', 'timeout')",
-    "CREATE INDEX jobs_queue_updated ON jobs (queue, state, updated_at) WHERE queue IS NOT NULL",
     """
     CREATE TABLE job_deps (
         job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,

@@ -82,8 +82,17 @@ def _text(value: Any) -> Optional[str]:
     return value
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
+
+
+def _argv_json(job: NewJob) -> str:
+    if job.shell and len(job.argv) == 3:  # the common case, a shell command line: one string to encode
+        return f'["{job.argv[0]}","{job.argv[1]}",{_ENCODE(job.argv[2])}]'
+    return _ENCODE(list(job.argv))
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _ENCODE(value)
 
 
 def queue_job_from_row(row: Sequence[Any]) -> QueueJob:
@@ -147,7 +156,8 @@ class SQLiteQueueMixin:
 
     def _insert(self, batch: Sequence[NewJob], now: float) -> int:
         rows = [
-            (job.queue, job.key, job.key, _json(list(job.argv)), _json([list(pair) for pair in job.env]),
+            (job.queue, job.key, "", _argv_json(job),
+             _json([list(pair) for pair in job.env]) if job.env else "[]",
              int(job.shell), job.max_retries, now if job.due_at is None else job.due_at, job.priority,
              job.timeout, job.cwd, now, now)
             for job in batch
