@@ -194,6 +194,9 @@ _VERSION_4 = (
     "ALTER TABLE attempts ADD COLUMN stderr TEXT",
     "CREATE UNIQUE INDEX jobs_key ON jobs (name) WHERE queue IS NOT NULL",
     "DROP INDEX jobs_queue_name",  # names are unique across queues now: jobs_key covers it
+    # The claim's order, for workers of every queue and for workers of some queues.
+    "CREATE INDEX jobs_claim ON jobs (priority DESC, next_attempt_at, id)"
+    " WHERE queue IS NOT NULL AND state IN ('pending', 'failed', 'timeout')",
     "CREATE INDEX jobs_queue_due ON jobs (queue, priority DESC, next_attempt_at, id)"
     " WHERE queue IS NOT NULL AND state IN ('pending', 'failed', 'timeout')",
     """
@@ -204,6 +207,17 @@ _VERSION_4 = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX job_deps_on ON job_deps (depends_on)",
+    # A completed queue job counts off one wait of each job that depends on it, in the statement
+    # that completes it (a worker's hot path stays two statements).
+    """
+    CREATE TRIGGER job_completed AFTER UPDATE OF state ON jobs
+    WHEN NEW.state = 'succeeded' AND OLD.state != 'succeeded' AND NEW.queue IS NOT NULL
+    BEGIN
+        UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = NEW.updated_at
+        WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = NEW.id) AND state = 'pending'
+        AND waiting_on > 0;
+    END
+    """,
     """
     CREATE TABLE workers (
         id             TEXT PRIMARY KEY,
@@ -808,7 +822,10 @@ class SQLiteJobStore(SQLiteQueueMixin):
 
     def dead_jobs(self, run_id: Optional[str] = None) -> Iterator[JobRecord]:
         dead = JobState.DEAD.value
-        where, params = ("state = ? AND run_id = ?", (dead, run_id)) if run_id else ("state = ?", (dead,))
+        where, params = (
+            ("state = ? AND run_id = ?", (dead, run_id)) if run_id
+            else ("state = ? AND run_id IS NOT NULL", (dead,))  # the queue's dead jobs are queuectl's
+        )
         query = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} AND id > ? ORDER BY id LIMIT {PAGE_SIZE}"
         after = -1
         while True:  # a page at a time, as iter_jobs: no statement stays open between rows

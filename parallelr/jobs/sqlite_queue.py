@@ -60,6 +60,23 @@ _INSERT_SQL = (
     " next_attempt_at, priority, timeout, cwd, created_at, updated_at)"
     " VALUES (?, ?, ?, ?, ?, '[]', ?, 'pending', ?, ?, ?, ?, ?, ?, ?)"
 )
+# One statement: the due jobs, best first, become the claimer's. A paused queue (or "*") is skipped.
+_CLAIM_SQL = (
+    "UPDATE jobs SET state = 'running', attempts = attempts + 1, tries = tries + 1, lease_owner = ?,"
+    " lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ?"
+    " WHERE id IN (SELECT id FROM jobs INDEXED BY {index} WHERE queue IS NOT NULL AND {scope}"
+    f" AND state IN {CLAIMABLE!r} AND next_attempt_at <= ? AND waiting_on = 0"
+    f" AND NOT EXISTS (SELECT 1 FROM settings WHERE key = '{_PAUSE_PREFIX}*'"
+    f" OR key = '{_PAUSE_PREFIX}' || jobs.queue)"
+    " ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
+    f" RETURNING {_QUEUE_JOB_COLUMNS}"
+)
+_COMPLETED_SQL = (
+    "UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0,"
+    " pid = ?2, worker_id = ?3, exit_code = ?4, started_at = ?5, ended_at = ?6, duration = ?7,"
+    " memory_mb = ?8, cpu_percent = ?9, last_error = NULL, last_status = 'SUCCESS', updated_at = ?10"
+    " WHERE id = ?11 AND state = 'running' AND lease_owner = ?12 AND tries = ?1 RETURNING name, tries"
+)
 _HISTORY_SQL = (
     "INSERT OR REPLACE INTO attempts (job_id, attempt, status, exit_code, pid, worker_id, worker,"
     " started_at, ended_at, duration, memory_mb, cpu_percent, error, stdout, stderr)"
@@ -216,36 +233,24 @@ class SQLiteQueueMixin:
     # -- claiming --------------------------------------------------------------------------------
     def claim_queue_jobs(
         self, owner: str, now: float, queues: Sequence[str], limit: int, lease_seconds: float,
+        reclaim: bool = True,
     ) -> List[QueueJob]:
         """Claim up to ``limit`` due jobs of ``queues`` (empty: every queue) for ``owner``: by
-        priority (higher first), then due time, then enqueue order. Jobs whose lease expired are
-        taken back first (their attempt counts, as ``LOST``)."""
+        priority (higher first), then due time, then enqueue order, in one ``UPDATE ... RETURNING``.
+        With ``reclaim``, jobs whose lease expired are taken back first (their attempt counts, as
+        ``LOST``); a worker that claims often may do that less often than it claims."""
         scope, params = _scope(queues)
         with self._writing():
-            self._reclaim_expired(now, scope, params)
-            paused = self._paused()
-            if PAUSED_ALL in paused:
-                return []
-            extra, extra_params = "", ()
-            if paused:
-                extra = f" AND queue NOT IN ({_marks(len(paused))})"
-                extra_params = tuple(paused)
-            rows = [row[0] for row in self.connection.execute(
-                f"SELECT id FROM jobs WHERE {scope} AND state IN {CLAIMABLE!r} AND next_attempt_at <= ?"
-                f" AND waiting_on = 0{extra} ORDER BY priority DESC, next_attempt_at, id LIMIT ?",
-                (*params, now, *extra_params, limit),
-            )]
-            if not rows:
-                return []
-            where = f"id IN ({_marks(len(rows))})"
-            self.connection.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, tries = tries + 1,"
-                " lease_owner = ?, lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ?"
-                f" WHERE {where}",
-                (owner, now + lease_seconds, now, now, *rows),
-            )
-            found = {job.row: job for job in self._queue_jobs_where(where, tuple(rows), now)}
-        return [found[row] for row in rows]
+            if reclaim:
+                self._reclaim_expired(now, scope, params)
+            # The planner would take jobs_due and sort every due job; these indexes are in claim order.
+            index = "jobs_queue_due" if len(queues) == 1 else "jobs_claim"
+            rows = self.connection.execute(_CLAIM_SQL.format(scope=scope, index=index), (
+                owner, now + lease_seconds, now, now, *params, now, limit, now,
+            )).fetchall()
+        jobs = [queue_job_from_row(row) for row in rows]
+        jobs.sort(key=lambda job: (-job.priority, job.next_attempt_at, job.row))  # RETURNING has no order
+        return jobs
 
     def _reclaim_expired(self, now: float, scope: str, params: Tuple[Any, ...]) -> None:
         expired = self.connection.execute(
@@ -318,6 +323,8 @@ class SQLiteQueueMixin:
             LeaseLost: ``owner`` no longer holds the job (its lease expired and it was taken back).
         """
         row = result.task.index
+        if result.status is TaskStatus.SUCCESS:  # the common case, in two statements
+            return self._completed(owner, result, now)
         with self._writing():
             found = self.connection.execute(
                 "SELECT name, state, lease_owner, attempts, max_attempts, tries, cancel_requested FROM jobs"
@@ -359,21 +366,29 @@ class SQLiteQueueMixin:
                  result.start_time, result.end_time, result.duration, result.memory_mb, result.cpu_percent,
                  error, result.stdout, result.stderr),
             )
-            if state is _S.SUCCEEDED:
-                self.connection.execute(
-                    "UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = ?"
-                    " WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?) AND state = 'pending'"
-                    " AND waiting_on > 0",
-                    (now, row),
-                )
-            elif state in (_S.DEAD, _S.CANCELLED):
+            if state in (_S.DEAD, _S.CANCELLED):
                 self._kill_dependents_of([(row, _dependency_error(key, state.value))], now)
-            self.connection.execute(
-                "UPDATE workers SET jobs_done = jobs_done + ? WHERE id = ?",
-                (1 if state in (_S.SUCCEEDED, _S.DEAD, _S.CANCELLED) else 0, owner),
-            )
         return AttemptOutcome(key=key, state=state, due_at=due if state is not _S.PENDING else None,
                               interrupted=state is _S.PENDING)
+
+    def _completed(self, owner: str, result: TaskResult, now: float) -> AttemptOutcome:
+        """A successful attempt: the job is completed (the trigger ``job_completed`` counts it off
+        its dependents' waits)."""
+        row = result.task.index
+        with self._writing():
+            found = self.connection.execute(_COMPLETED_SQL, (
+                result.attempt, result.pid, result.worker_id, result.exit_code, result.start_time,
+                result.end_time, result.duration, result.memory_mb, result.cpu_percent, now, row, owner,
+            )).fetchone()
+            if found is None:
+                raise LeaseLost(f"job {row}", owner)
+            self.connection.execute(_HISTORY_SQL, (
+                row, found[1], TaskStatus.SUCCESS.value, result.exit_code, result.pid, result.worker_id,
+                owner,
+                result.start_time, result.end_time, result.duration, result.memory_mb, result.cpu_percent,
+                None, result.stdout, result.stderr,
+            ))
+        return AttemptOutcome(key=_text(found[0]) or "", state=_S.SUCCEEDED)
 
     def _kill_dependents_of(
         self, ended: List[Tuple[int, str]], now: float, direct: Iterable[Tuple[int, str]] = (),
@@ -640,11 +655,13 @@ class SQLiteQueueMixin:
                  worker.started_at, worker.heartbeat_at, worker.wake),
             )
 
-    def worker_heartbeat(self, owner: str, now: float) -> bool:
-        """Record that ``owner`` is alive. Returns whether someone asked it to stop (or its row
-        was removed: it is not wanted either)."""
+    def worker_heartbeat(self, owner: str, now: float, jobs_done: int = 0) -> bool:
+        """Record that ``owner`` is alive and has finished ``jobs_done`` jobs. Returns whether
+        someone asked it to stop (or its row was removed: it is not wanted either)."""
         with self._writing():
-            self.connection.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, owner))
+            self.connection.execute(
+                "UPDATE workers SET heartbeat_at = ?, jobs_done = ? WHERE id = ?", (now, jobs_done, owner)
+            )
             found = self.connection.execute(
                 "SELECT stop_requested FROM workers WHERE id = ?", (owner,)
             ).fetchone()

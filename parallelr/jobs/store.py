@@ -238,7 +238,8 @@ class JobStore(Protocol):
         """The jobs with these IDs in ID order, a page at a time."""
 
     def dead_jobs(self, run_id: Optional[str] = None) -> Iterator[JobRecord]:
-        """The dead letters: jobs whose last attempt failed (of run ``run_id`` if given), by ID."""
+        """The dead letters of batch runs: jobs whose last attempt failed (of run ``run_id`` if given),
+        by ID. The queue's dead jobs are not among them (see ``iter_queue_jobs``)."""
 
     def attempts_of(self, job_id: int) -> List[AttemptRecord]:
         """The history of one job, by attempt number."""
@@ -264,9 +265,10 @@ class QueueStore(Protocol):
         """
 
     def claim_queue_jobs(self, owner: str, now: float, queues: Sequence[str], limit: int,
-                         lease_seconds: float) -> List[QueueJob]:
+                         lease_seconds: float, reclaim: bool = True) -> List[QueueJob]:
         """Up to ``limit`` due jobs of ``queues`` (empty: all), by priority, due time, enqueue order,
-        leased to ``owner``; expired leases are taken back first (a ``LOST`` attempt, counted)."""
+        leased to ``owner``; with ``reclaim``, expired leases are taken back first (a ``LOST``
+        attempt, counted)."""
 
     def next_due_at(self, queues: Sequence[str], now: float) -> Optional[float]:
         """When a job of ``queues`` may next be claimed (due time or lease expiry), or None."""
@@ -327,8 +329,8 @@ class QueueStore(Protocol):
     # -- workers --
     def register_worker(self, worker: WorkerRecord) -> None: ...
 
-    def worker_heartbeat(self, owner: str, now: float) -> bool:
-        """Record that ``owner`` lives; True when it was asked to stop."""
+    def worker_heartbeat(self, owner: str, now: float, jobs_done: int = 0) -> bool:
+        """Record that ``owner`` lives (and its count of finished jobs); True when asked to stop."""
 
     def worker_stop_requested(self, owner: str) -> bool: ...
 

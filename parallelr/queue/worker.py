@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 from parallelr.executor import ExecutorContext
 from parallelr.jobs.errors import LeaseLost, StoreError, StoreUnavailable
@@ -44,6 +44,7 @@ log = logging.getLogger("parallelr.queue")
 INTERRUPT_REASON = "Interrupted by the worker's shutdown"
 LEASE_LOST_REASON = "Cancelled: the job's lease was lost (another worker may run it)"
 JOB_ID_VARIABLE = "PARALLELR_JOB_ID"
+RECLAIM_EVERY = 1.0  # seconds between two look-ups of expired leases while a worker is busy
 
 
 class QueueWorker:
@@ -79,6 +80,7 @@ class QueueWorker:
         self._interrupted = False
         self._running: Dict[int, str] = {}  # job row -> job ID, of the attempts running now
         self._claimed: Dict[int, QueueJob] = {}  # claimed, not handed to the scheduler yet
+        self._next_reclaim = 0.0  # when a claim next takes back the jobs of vanished workers
         self._lost: Set[int] = set()  # rows whose lease another worker took over
         self.done = 0
         self._monitor: Optional[_Monitor] = None
@@ -154,13 +156,12 @@ class QueueWorker:
     def _jobs(self) -> Iterator[Union[Task, Any]]:
         """Claimed jobs as tasks, NOTHING_YET when none is due; ends once draining."""
         while not self._draining.is_set():
-            free = self.slots - len(self._running)
-            if free <= 0:  # the scheduler pulls only for a free slot; a finish is being recorded
-                free = 1
+            if self._claimed:  # claimed with the end of an attempt (see parallelr_task_finish)
+                row = next(iter(self._claimed))
+                yield self._task(self._claimed.pop(row))
+                continue
             try:
-                claimed = self.store.claim_queue_jobs(
-                    self.owner, time.time(), self.queues, free, self.settings.lease_seconds
-                )
+                claimed = self._claim(max(1, self.slots - len(self._running)), reclaim=True)
             except StoreUnavailable as exc:
                 log.warning("Cannot claim jobs now: %s", exc)
                 self._monitor_wake_at(time.time() + 1.0)  # the store is busy or full: look again soon
@@ -169,14 +170,20 @@ class QueueWorker:
             if not claimed:
                 self._monitor_wake_at(self.store.next_due_at(self.queues, time.time()))
                 yield NOTHING_YET
-                continue
-            for job in claimed:
-                self._claimed[job.row] = job
-            for job in claimed:
-                if self._draining.is_set():
-                    return  # the rest go back (_release_unstarted)
-                self._claimed.pop(job.row, None)
-                yield self._task(job)
+
+    def _claim(self, count: int, reclaim: bool) -> List[QueueJob]:
+        """Claim up to ``count`` jobs into the buffer the source yields from. Taking back jobs of
+        vanished workers costs a query: a busy worker does it once a second, an idle one each time."""
+        now = time.time()
+        reclaim = reclaim or now >= self._next_reclaim
+        if reclaim:
+            self._next_reclaim = now + RECLAIM_EVERY
+        claimed = self.store.claim_queue_jobs(
+            self.owner, now, self.queues, count, self.settings.lease_seconds, reclaim=reclaim
+        )
+        for job in claimed:
+            self._claimed[job.row] = job
+        return claimed
 
     def _task(self, job: QueueJob) -> Task:
         task = job.to_task()
@@ -212,11 +219,17 @@ class QueueWorker:
         task = result.task
         self._running.pop(task.index, None)
         settings = self.settings
+        # The freed slot's next job is claimed in the same transaction: one commit per job.
+        wanted = 0 if self._draining.is_set() else self.slots - len(self._running) - len(self._claimed)
+        buffered = set(self._claimed)
         try:
-            outcome = self.store.finish_queue_attempt(
-                self.owner, result, time.time(), settings.backoff_base, settings.backoff_max,
-                interrupted=self._interrupted and task.index not in self._lost,
-            )
+            with self.store.transaction():
+                outcome = self.store.finish_queue_attempt(
+                    self.owner, result, time.time(), settings.backoff_base, settings.backoff_max,
+                    interrupted=self._interrupted and task.index not in self._lost,
+                )
+                if wanted > 0:
+                    self._claim(wanted, reclaim=False)
         except LeaseLost:
             self._lost.discard(task.index)
             log.warning("Worker-%d: job %s was taken over by another worker (its lease ran out): "
@@ -224,6 +237,8 @@ class QueueWorker:
                         result.status.value)
             return
         except StoreError as exc:
+            for row in set(self._claimed) - buffered:  # rolled back with the rest: not ours
+                del self._claimed[row]
             log.error("Worker-%d: cannot record the end of job %s: %s; its lease runs out and it runs again",
                       result.worker_id, escape_line(task.source), exc)
             return
@@ -358,7 +373,7 @@ class _Monitor:
                     for row in rows:
                         if row not in held:
                             worker.lease_lost(row)
-                stop = store.worker_heartbeat(worker.owner, now)
+                stop = store.worker_heartbeat(worker.owner, now, worker.done)
             else:
                 stop = store.worker_stop_requested(worker.owner)
             for row in store.cancel_requested(worker.owner):
