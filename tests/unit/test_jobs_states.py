@@ -47,7 +47,7 @@ def test_every_state_has_its_moves_and_succeeded_is_final() -> None:
     ("pending", "running"), ("pending", "cancelled"), ("running", "succeeded"), ("running", "failed"),
     ("running", "timeout"), ("running", "dead"), ("running", "cancelled"), ("running", "pending"),
     ("failed", "running"), ("timeout", "running"), ("failed", "cancelled"), ("failed", "pending"),
-    ("dead", "pending"), ("cancelled", "pending"),
+    ("dead", "pending"), ("cancelled", "pending"), ("pending", "dead"),  # a queue job's dependency died
 ])
 def test_legal_moves(from_state: str, to_state: str) -> None:
     assert can_move(from_state, to_state)
@@ -55,7 +55,7 @@ def test_legal_moves(from_state: str, to_state: str) -> None:
 
 
 @pytest.mark.parametrize(("from_state", "to_state"), [
-    ("succeeded", "running"), ("succeeded", "pending"), ("pending", "succeeded"), ("pending", "dead"),
+    ("succeeded", "running"), ("succeeded", "pending"), ("pending", "succeeded"),
     ("dead", "running"), ("cancelled", "running"), ("failed", "succeeded"), ("running", "running"),
 ])
 def test_an_illegal_move_raises_a_typed_error(from_state: str, to_state: str) -> None:
