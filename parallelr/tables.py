@@ -6,6 +6,8 @@ import datetime
 import itertools
 from typing import IO, Any, Iterable, Optional, Sequence
 
+from parallelr.report import escape_line
+
 SAMPLE_ROWS = 1000  # column widths come from the first rows, so a long table streams
 GAP = "  "
 
@@ -27,7 +29,8 @@ def iso_time(epoch: Optional[float]) -> Optional[str]:
 def cell(value: Any) -> str:
     if value is None:
         return "-"
-    return " ".join(str(value).split())  # one physical line per row
+    # one physical line per row, and nothing in it that a terminal would act on (ESC, BEL, CSI)
+    return escape_line(" ".join(str(value).split()))
 
 
 def shorten(text: Optional[str], width: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import itertools
 import logging
 import os
@@ -183,8 +184,16 @@ def _enqueue(store: Any, options: Any, out: IO[str]) -> int:
 
 @contextlib.contextmanager
 def _lines(path: str) -> Iterator[Any]:
-    if path == "-":
-        yield sys.stdin
+    if path == "-":  # strictly UTF-8, like a file (the console's own decoding would let bytes through)
+        stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="strict")
+        try:
+            yield stream
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"stdin is not UTF-8 text (byte {exc.start}): a job file holds JSON lines"
+            ) from None
+        finally:
+            stream.detach()
     else:
         try:
             handle = open(path, encoding="utf-8", errors="strict", newline=None)

@@ -25,6 +25,8 @@ PRIORITY_WORDS = {"high": 10, "medium": 0, "low": -10}
 FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout", "depends_on", "queue",
           "env", "cwd")
 MAX_ID_LENGTH = 200
+MAX_RETRIES = 1_000_000
+MAX_PRIORITY = 1_000_000_000
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -50,6 +52,8 @@ def parse_json(text: str, where: str = "") -> Dict[str, Any]:
         value = json.loads(text)
     except ValueError as exc:
         raise JobError(f"{where}invalid JSON: {exc}") from None
+    except RecursionError:
+        raise JobError(f"{where}invalid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise JobError(f"{where}a job is a JSON object such as '{{\"command\": \"echo hi\"}}', "
                        f"not {_json_type(value)}")
@@ -95,6 +99,8 @@ class JobReader:
 
     def job(self, data: Mapping[str, Any], where: str = "") -> NewJob:
         fields = self._names(data, where)
+        for name, value in fields.items():
+            _check_text(value, name, where)
 
         def bad(name: str, wanted: str) -> JobError:
             return JobError(f"{where}\"{name}\" must be {wanted}; got {_shown(fields[name])}")
@@ -118,13 +124,14 @@ class JobReader:
         max_retries = self.max_retries
         if "max_retries" in fields:
             max_retries = fields["max_retries"]
-            if not _is_int(max_retries) or max_retries < 0:
-                raise bad("max_retries", "a whole number >= 0")
+            if not _is_int(max_retries) or not 0 <= max_retries <= MAX_RETRIES:
+                raise bad("max_retries", f"a whole number from 0 to {MAX_RETRIES}")
         priority = fields.get("priority", 0)
         if isinstance(priority, str) and priority.strip().lower() in PRIORITY_WORDS:
             priority = PRIORITY_WORDS[priority.strip().lower()]
-        elif not _is_int(priority):
-            raise bad("priority", "a whole number (higher runs first) or high, medium or low")
+        elif not _is_int(priority) or abs(priority) > MAX_PRIORITY:
+            raise bad("priority", f"a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY} (higher runs first)"
+                                  " or high, medium or low")
         if "run_at" in fields and "delay" in fields:
             raise JobError(f"{where}give \"run_at\" or \"delay\", not both")
         due_at: Optional[float] = None
@@ -199,6 +206,24 @@ class JobReader:
                 raise JobError(f"{where}field \"{canonical}\" is given twice")
             fields[canonical] = value
         return fields
+
+
+def _check_text(value: Any, name: str, where: str) -> None:
+    """Every string in a job must be UTF-8 (JSON's ``\ud800`` escapes can make lone surrogates,
+    which no file, database or program argument can hold)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise JobError(f"{where}\"{name}\" holds a lone surrogate (an unpaired \\ud800-\\udfff escape):"
+                           " it is not text") from None
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item, name, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, name, where)
+            _check_text(item, name, where)
 
 
 def _shown(value: Any) -> str:
