@@ -79,6 +79,8 @@ class QueueWorker:
         self._draining = threading.Event()
         self._interrupted = False
         self._running: Dict[int, str] = {}  # job row -> job ID, of the attempts running now
+        # job row -> its counted attempt (Task.attempt numbers its tries, interrupted ones too)
+        self._counted: Dict[int, int] = {}
         self._claimed: Dict[int, QueueJob] = {}  # claimed, not handed to the scheduler yet
         self._next_reclaim = 0.0  # when a claim next takes back the jobs of vanished workers
         self._lost: Set[int] = set()  # rows whose lease another worker took over
@@ -187,6 +189,7 @@ class QueueWorker:
 
     def _task(self, job: QueueJob) -> Task:
         task = job.to_task()
+        self._counted[job.row] = job.attempts
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
         env = dict(task.env)
         env[JOB_ID_VARIABLE] = job.key
@@ -210,7 +213,8 @@ class QueueWorker:
     # -- the scheduler's hooks (its thread) -------------------------------------------------------
     def parallelr_task_start(self, run: RunInfo, task: Task, worker_id: int) -> None:
         self._running[task.index] = task.source
-        log.info("Worker-%d: picked job %s (attempt %d)", worker_id, escape_line(task.source), task.attempt)
+        log.info("Worker-%d: picked job %s (attempt %d)", worker_id, escape_line(task.source),
+                 self._counted.get(task.index, task.attempt))
 
     def parallelr_task_retry(self, run: RunInfo, result: TaskResult, delay: float) -> None:
         """Not called: the store schedules a queue job's retries (the scheduler's are off)."""
@@ -218,6 +222,7 @@ class QueueWorker:
     def parallelr_task_finish(self, run: RunInfo, result: TaskResult) -> None:
         task = result.task
         self._running.pop(task.index, None)
+        attempt = self._counted.pop(task.index, result.attempt)
         settings = self.settings
         # The freed slot's next job is claimed in the same transaction: one commit per job.
         wanted = 0 if self._draining.is_set() else self.slots - len(self._running) - len(self._claimed)
@@ -244,7 +249,7 @@ class QueueWorker:
             return
         if outcome.state in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED):
             self.done += 1
-        _log_outcome(result, outcome)
+        _log_outcome(result, outcome, attempt)
 
     # -- the monitor's side ------------------------------------------------------------------------
     def running_rows(self) -> Sequence[int]:
@@ -260,8 +265,8 @@ class QueueWorker:
             log.info("Cancelling job %s at the user's request", escape_line(self._running.get(row, str(row))))
 
 
-def _log_outcome(result: TaskResult, outcome: AttemptOutcome) -> None:
-    slot, key, attempt = result.worker_id, escape_line(outcome.key), result.attempt
+def _log_outcome(result: TaskResult, outcome: AttemptOutcome, attempt: int) -> None:
+    slot, key = result.worker_id, escape_line(outcome.key)
     state = outcome.state
     if state is JobState.SUCCEEDED:
         log.info("Worker-%d: job %s completed successfully (%.2fs)", slot, key, result.duration)
@@ -274,7 +279,7 @@ def _log_outcome(result: TaskResult, outcome: AttemptOutcome) -> None:
                     _why(result))
     else:
         delay = max(0.0, (outcome.due_at or time.time()) - time.time())
-        log.warning("Worker-%d: job %s failed (attempt %d: %s), retrying in %.0fs", slot, key, attempt,
+        log.warning("Worker-%d: job %s failed (attempt %d: %s), retrying in %.1fs", slot, key, attempt,
                     _why(result), delay)
 
 
