@@ -8,7 +8,7 @@ import signal
 import statistics
 import subprocess
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import attrs
 from _measure import USAGE_ENV
@@ -26,6 +26,9 @@ class Variant:
     argv: Tuple[str, ...]
     stdin_path: Optional[str] = None  # fed on stdin (xargs, parallel)
     measures_usage: bool = False  # runs through bench/_measure.py, which reports the runner's usage
+    # A measurement that is more than one command's wall time (the queue's drain and latency):
+    # called as run(env, cwd) instead of running argv, it returns the Sample itself.
+    run: Optional[Callable[[Dict[str, str], str], Sample]] = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.define(frozen=True)
@@ -35,6 +38,7 @@ class Sample:
     maxrss_mb: Optional[float] = None
     cpu_s: Optional[float] = None
     error: str = ""
+    details: Dict[str, object] = attrs.field(factory=dict)  # a custom run's own figures (see Variant.run)
 
 
 def _median(values: Sequence[Optional[float]]) -> Optional[float]:
@@ -91,6 +95,11 @@ def _read_usage(path: str) -> Tuple[Optional[float], Optional[float]]:
 
 def run_once(variant: Variant, env: Dict[str, str], cwd: str, usage_path: str) -> Sample:
     """Run the variant once; wall time covers the whole command, interpreter start included."""
+    if variant.run is not None:
+        try:
+            return variant.run(env, cwd)
+        except Exception as exc:  # a broken measurement is a failed run with its message, not a crash
+            return Sample(wall_s=0.0, exit_code=-1, error=f"{type(exc).__name__}: {exc}")
     if variant.measures_usage:
         env = {**env, USAGE_ENV: usage_path}
         if os.path.exists(usage_path):

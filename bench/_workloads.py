@@ -21,6 +21,10 @@ class Sizes:
     refill_sleep: float = 0.1
     scale_tasks: Tuple[int, int] = (10_000, 100_000)
     flood_bytes: int = 1_000_000_000
+    queue_jobs: int = 2000  # workload q: the size, also in --quick
+    queue_big_jobs: int = 100_000
+    queue_workers: int = 4
+    queue_latency_samples: int = 20  # in all, spread over the repetitions
 
     @property
     def refill_ideal_s(self) -> float:
@@ -28,7 +32,13 @@ class Sizes:
 
 
 FULL = Sizes()
-QUICK = Sizes(overhead_tasks=200, refill_tasks=100, scale_tasks=(2_000, 20_000), flood_bytes=100_000_000)
+QUICK = Sizes(
+    overhead_tasks=200,
+    refill_tasks=100,
+    scale_tasks=(2_000, 20_000),
+    flood_bytes=100_000_000,
+    queue_big_jobs=20_000,
+)
 
 
 @attrs.define(frozen=True)
@@ -63,6 +73,7 @@ class Setup:
     sizes: Sizes
     files_dir: str
     measure_script: str
+    reps: int = 1  # repetitions of the run (workload q spreads its latency samples over them)
 
     def lines_file(self, name: str, lines: Sequence[str]) -> str:
         path = os.path.join(self.files_dir, name)
@@ -117,6 +128,11 @@ def _ratio(stats: Mapping[str, Stats], top: str, bottom: str) -> Optional[float]
 def at_most(label: str, value: Optional[float], limit: float, unit: str = "") -> Figure:
     passed = None if value is None else value <= limit
     return Figure(label, value, unit, f"<= {limit:g}{' ' + unit if unit else ''}", passed)
+
+
+def at_least(label: str, value: Optional[float], limit: float, unit: str = "") -> Figure:
+    passed = None if value is None else value >= limit
+    return Figure(label, value, unit, f">= {limit:g}{' ' + unit if unit else ''}", passed)
 
 
 def below(label: str, value: Optional[float], limit: float, unit: str = "") -> Figure:

@@ -3,6 +3,7 @@
     python3 bench/run.py                 # all workloads, 5 repetitions (several minutes)
     python3 bench/run.py --quick         # smaller sizes, 1 repetition (under a minute)
     python3 bench/run.py --only a,b --reps 3 --out /tmp/results
+    python3 bench/run.py --only queue    # the job queue (queuectl) alone: workload q
     python3 bench/run.py --profile       # py-spy profile of workload a instead of the benchmark
 
 See bench/README.md for what each figure means. Exit status: 0 when every command ran (whether or
@@ -24,14 +25,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 from _execute import Stats, run_once
+from _jobqueue import queue
 from _profile import profile_overhead
 from _tools import Tools, find_tools, machine_facts
-from _workloads import BUILDERS, FULL, QUICK, Figure, Setup, Workload
+from _workloads import BUILDERS as BATCH_BUILDERS
+from _workloads import FULL, QUICK, Figure, Setup, Workload
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 DEFAULT_REPS = 5
 SCHEMA_VERSION = 1
+BUILDERS = {**BATCH_BUILDERS, "q": queue}
+ALIASES = {"queue": "q"}  # --only queue
 
 
 @attrs.define(frozen=True)
@@ -47,7 +52,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--reps", type=int, help=f"repetitions per command (default {DEFAULT_REPS}, --quick 1)"
     )
-    parser.add_argument("--only", help=f"comma-separated workloads out of {','.join(BUILDERS)} (default all)")
+    parser.add_argument(
+        "--only", help=f"comma-separated workloads out of {','.join(BUILDERS)} (q: also queue; default all)"
+    )
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="folder for the JSON")
     parser.add_argument("--profile", action="store_true", help="profile workload a with py-spy and exit")
     options = parser.parse_args(argv)
@@ -55,11 +62,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if options.reps < 1:
         parser.error("--reps must be at least 1")
     options.only = (
-        [key.strip() for key in options.only.split(",") if key.strip()] if options.only else list(BUILDERS)
+        [ALIASES.get(key.strip(), key.strip()) for key in options.only.split(",") if key.strip()]
+        if options.only
+        else list(BUILDERS)
     )
     unknown = [key for key in options.only if key not in BUILDERS]
     if unknown:
-        parser.error(f"unknown workload(s) {','.join(unknown)}; choose from {','.join(BUILDERS)}")
+        choices = ",".join(BUILDERS)
+        parser.error(f"unknown workload(s) {','.join(unknown)}; choose from {choices} (q: also queue)")
     return options
 
 
@@ -90,6 +100,8 @@ def _format(value: Optional[float], unit: str) -> str:
         return f"{value:+.1f} %"
     if unit == "":
         return f"{value:.2f}"
+    if unit == "jobs/s":
+        return f"{value:,.0f} {unit}"
     return f"{value:.{1 if unit == 'MB' else 3}f} {unit}"
 
 
@@ -221,6 +233,7 @@ def _run(options: argparse.Namespace, started: datetime.datetime, scratch: str) 
         sizes=QUICK if options.quick else FULL,
         files_dir=files,
         measure_script=os.path.join(BENCH_DIR, "_measure.py"),
+        reps=options.reps,
     )
     if options.profile:
         os.makedirs(options.out, exist_ok=True)

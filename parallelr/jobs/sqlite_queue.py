@@ -179,10 +179,16 @@ class SQLiteQueueMixin:
              job.timeout, job.cwd, now, now)
             for job in batch
         ]
+        # A savepoint per chunk: on a duplicate, the chunk's rows before it are undone first, so the
+        # look-up that names the duplicate does not find those.
+        self.connection.execute("SAVEPOINT enqueue_chunk")
         try:
             self.connection.executemany(_INSERT_SQL, rows)
         except sqlite3.IntegrityError:
+            self.connection.execute("ROLLBACK TO enqueue_chunk")
+            self.connection.execute("RELEASE enqueue_chunk")
             raise DuplicateJob(self._duplicate_in(batch)) from None
+        self.connection.execute("RELEASE enqueue_chunk")
         return len(rows)
 
     def _duplicate_in(self, batch: Sequence[NewJob]) -> str:
@@ -210,6 +216,7 @@ class SQLiteQueueMixin:
         keys = [job.key for job in jobs] + [key for job in jobs for key in job.depends_on]
         rows = self._rows_by_key(keys)
         edges: List[Tuple[int, int]] = []
+        doomed: List[Tuple[int, str]] = []
         for job in jobs:
             job_row = rows[job.key][0]
             open_count = 0
@@ -225,10 +232,12 @@ class SQLiteQueueMixin:
                     dead = _dependency_error(dependency, state)
             self.connection.execute("UPDATE jobs SET waiting_on = ? WHERE id = ?", (open_count, job_row))
             if dead is not None:
-                self._kill_dependents_of([], now, ((job_row, dead),))
+                doomed.append((job_row, dead))
         self.connection.executemany(
             "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)", edges
         )
+        if doomed:  # after the edges: the jobs of this batch that wait for a doomed one die too
+            self._kill_dependents_of([], now, doomed)
 
     # -- claiming --------------------------------------------------------------------------------
     def claim_queue_jobs(
@@ -310,14 +319,14 @@ class SQLiteQueueMixin:
     # -- an attempt's end ------------------------------------------------------------------------
     def finish_queue_attempt(
         self, owner: str, result: TaskResult, now: float, backoff_base: float, backoff_max: float,
-        interrupted: bool,
     ) -> AttemptOutcome:
         """Record the end of the attempt ``owner`` ran of job row ``result.task.index``.
 
-        Success completes it (and counts it off its dependents' waits); a failure makes it wait
+        Success completes it (and counts it off its dependents' waits). A cancel the user asked for
+        (``queuectl cancel``) makes any other ending ``cancelled``. Otherwise a failure makes it wait
         ``min(backoff_max, backoff_base ** attempts)`` seconds while attempts remain, else it is
-        dead; CANCELLED is a cancel the user asked for (the job is cancelled) or, with
-        ``interrupted``, a worker's shutdown (pending again, the attempt not counted).
+        dead, and CANCELLED (a worker's shutdown stopped it) makes it pending again, the attempt
+        not counted (INTERRUPTED).
 
         Raises:
             LeaseLost: ``owner`` no longer holds the job (its lease expired and it was taken back).
@@ -338,13 +347,11 @@ class SQLiteQueueMixin:
             due: Optional[float] = None
             history_status = status.value
             counted = attempts
-            if status is TaskStatus.SUCCESS:
-                state = _S.SUCCEEDED
-            elif status is TaskStatus.CANCELLED and (interrupted or not cancel_requested):
+            if cancel_requested:  # the user's cancel wins over how the attempt happened to end
+                state = _S.CANCELLED
+            elif status is TaskStatus.CANCELLED:  # a worker's shutdown (or a lost lease) stopped it
                 state, counted, history_status = _S.PENDING, attempts - 1, INTERRUPTED
                 due = now
-            elif status is TaskStatus.CANCELLED:
-                state = _S.CANCELLED
             elif attempts < max(1, max_attempts):
                 state = retry_state(status)
                 due = now + min(backoff_max, backoff_base ** attempts)
@@ -442,9 +449,9 @@ class SQLiteQueueMixin:
             for group in _chunks(list(rows), _CHUNK):
                 released += self.connection.execute(
                     "UPDATE jobs SET state = 'pending', attempts = attempts - 1, tries = tries - 1,"
-                    " lease_owner = NULL, lease_expires_at = NULL, next_attempt_at = ?, updated_at = ?"
+                    " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
                     f" WHERE lease_owner = ? AND state = 'running' AND id IN ({_marks(len(group))})",
-                    (now, now, owner, *group),
+                    (now, owner, *group),
                 ).rowcount
         return released
 

@@ -274,10 +274,10 @@ class QueueStore(Protocol):
         """When a job of ``queues`` may next be claimed (due time or lease expiry), or None."""
 
     def finish_queue_attempt(self, owner: str, result: TaskResult, now: float, backoff_base: float,
-                             backoff_max: float, interrupted: bool) -> AttemptOutcome:
+                             backoff_max: float) -> AttemptOutcome:
         """Record the end of the attempt of job row ``result.task.index``: completed, failed (its retry
-        due ``min(backoff_max, backoff_base ** attempts)`` s later), dead, cancelled, or (``interrupted``)
-        pending again with the attempt not counted.
+        due ``min(backoff_max, backoff_base ** attempts)`` s later), dead, cancelled (the user asked),
+        or, stopped by a worker's shutdown, pending again with the attempt not counted.
 
         Raises:
             LeaseLost: ``owner`` no longer holds the job.

@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from parallelr.executor import ExecutorContext
 from parallelr.jobs.errors import LeaseLost, StoreError, StoreUnavailable
@@ -83,7 +83,6 @@ class QueueWorker:
         self._counted: Dict[int, int] = {}
         self._claimed: Dict[int, QueueJob] = {}  # claimed, not handed to the scheduler yet
         self._next_reclaim = 0.0  # when a claim next takes back the jobs of vanished workers
-        self._lost: Set[int] = set()  # rows whose lease another worker took over
         self.done = 0
         self._monitor: Optional[_Monitor] = None
 
@@ -231,12 +230,10 @@ class QueueWorker:
             with self.store.transaction():
                 outcome = self.store.finish_queue_attempt(
                     self.owner, result, time.time(), settings.backoff_base, settings.backoff_max,
-                    interrupted=self._interrupted and task.index not in self._lost,
                 )
                 if wanted > 0:
                     self._claim(wanted, reclaim=False)
         except LeaseLost:
-            self._lost.discard(task.index)
             log.warning("Worker-%d: job %s was taken over by another worker (its lease ran out): "
                         "this attempt's end (%s) is not recorded", result.worker_id, escape_line(task.source),
                         result.status.value)
@@ -256,8 +253,7 @@ class QueueWorker:
         return list(self._running)
 
     def lease_lost(self, row: int) -> None:
-        if row in self._running:
-            self._lost.add(row)
+        if row in self._running:  # another worker may run it now: stop ours (its end is not recorded)
             self.control.cancel_task(row, LEASE_LOST_REASON)
 
     def cancel_job(self, row: int) -> None:
