@@ -1,5 +1,5 @@
 """SQLiteJobStore: the job store in one SQLite file. Every SQLite-specific statement lives here and
-in :mod:`.sqlite_queue` (the queue's, a mixin of the store).
+in :mod:`.sqlite_queue` and :mod:`.sqlite_workers` (the queue's, mixins of the store).
 
 The database runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives a
 crash (kill -9) of the process, and readers (``parallelr runs list``) never block a run that
@@ -57,6 +57,7 @@ from parallelr.jobs.errors import LeaseLost, NewerSchemaError, StoreUnavailable
 from parallelr.jobs.leases import LEASE_SECONDS, Lease
 from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunRecord
 from parallelr.jobs.sqlite_queue import SQLiteQueueMixin
+from parallelr.jobs.sqlite_workers import SQLiteWorkersMixin
 from parallelr.jobs.states import JobState, RunState, sources_of
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
 
@@ -207,17 +208,6 @@ _VERSION_4 = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX job_deps_on ON job_deps (depends_on)",
-    # A completed queue job counts off one wait of each job that depends on it, in the statement
-    # that completes it (a worker's hot path stays two statements).
-    """
-    CREATE TRIGGER job_completed AFTER UPDATE OF state ON jobs
-    WHEN NEW.state = 'succeeded' AND OLD.state != 'succeeded' AND NEW.queue IS NOT NULL
-    BEGIN
-        UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = NEW.updated_at
-        WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = NEW.id) AND state = 'pending'
-        AND waiting_on > 0;
-    END
-    """,
     """
     CREATE TABLE workers (
         id             TEXT PRIMARY KEY,
@@ -432,7 +422,7 @@ def _end_rows(end: AttemptEnd) -> Tuple[Tuple[Any, ...], Optional[Tuple[Any, ...
     return job, attempt
 
 
-class SQLiteJobStore(SQLiteQueueMixin):
+class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
     """The :class:`~parallelr.jobs.store.JobStore` and
     :class:`~parallelr.jobs.store.QueueStore` in the SQLite file ``path``.
 

