@@ -543,7 +543,8 @@ class SQLiteQueueMixin:
                 (row,),
             ).fetchall()
         return [
-            QueueAttempt(*values[:11], text_of(values[11]), text_of(values[12]) or "", text_of(values[13]) or "")
+            QueueAttempt(*values[:11], text_of(values[11]), text_of(values[12]) or "",
+                         text_of(values[13]) or "")
             for values in rows
         ]
 

@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from parallelr.jobs.records import WorkerRecord
-from parallelr.jobs.sqlite_queue import PAUSE_PREFIX, PAUSED_ALL
+from parallelr.jobs.sqlite_queue import PAUSE_PREFIX, PAUSED_ALL, text_of, to_json
 
 
 def _worker_from_row(row: Sequence[Any], current: Tuple[str, ...]) -> WorkerRecord:
