@@ -200,12 +200,14 @@ class QueueJob:
 
         return shlex.join(self.argv)
 
-    def to_task(self) -> Task:
+    def to_task(self, timeout: Optional[float] = None,
+                env: Optional[Tuple[Tuple[str, str], ...]] = None) -> Task:
         """What a worker runs: the job's row is the task's index (a running task is cancelled by
-        it), its try number the attempt."""
+        it), its try number the attempt. ``timeout`` and ``env`` replace the job's own."""
         return Task(
-            argv=self.argv, source=self.key, env=self.env, shell=self.shell, index=self.row,
-            attempt=self.tries, timeout=self.timeout, cwd=self.cwd,
+            argv=self.argv, source=self.key, env=self.env if env is None else env, shell=self.shell,
+            index=self.row, attempt=self.tries, timeout=self.timeout if timeout is None else timeout,
+            cwd=self.cwd,
         )
 
 

@@ -187,13 +187,11 @@ class QueueWorker:
         return claimed
 
     def _task(self, job: QueueJob) -> Task:
-        task = job.to_task()
+        """The job as a task: its own timeout (else ``job-timeout``, read now) and its ID in the
+        environment as PARALLELR_JOB_ID."""
         self._counted[job.row] = job.attempts
         timeout = job.timeout if job.timeout is not None else self.settings.job_timeout
-        env = dict(task.env)
-        env[JOB_ID_VARIABLE] = job.key
-        return Task(argv=task.argv, source=task.source, env=env, shell=task.shell, index=task.index,
-                    attempt=task.attempt, timeout=timeout, cwd=task.cwd)
+        return job.to_task(timeout=timeout, env=((*job.env, (JOB_ID_VARIABLE, job.key))))
 
     def _monitor_wake_at(self, due: Optional[float]) -> None:
         if self._monitor is not None:
