@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
+from test_jobs_sqlite import open_store  # shared helpers (tests/unit is on sys.path)
 
 from parallelr.jobs import sqlite as sqlite_module
 from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
@@ -24,12 +25,6 @@ T = 1_800_000_000.0  # "now" of every test, and the times after it
 LEASE = 30.0
 W1 = "worker:1@host/aaaa"
 W2 = "worker:2@host/bbbb"
-
-
-def open_store(path: Path) -> SQLiteJobStore:
-    store = SQLiteJobStore.open(path)
-    assert store is not None
-    return store
 
 
 @pytest.fixture
@@ -177,12 +172,17 @@ def test_a_job_whose_dependency_is_already_dead_is_dead_at_once(db: SQLiteJobSto
 
 
 # -- claiming -----------------------------------------------------------------------------------
-def test_claims_go_by_priority_then_due_time_then_enqueue_order(db: SQLiteJobStore) -> None:
+def enqueue_in_mixed_order(db: SQLiteJobStore) -> List[str]:
+    """Five jobs of three priorities and three due times; returns the order a claim takes them in."""
     enqueue(db,
             new_job("p0-late", due_at=T - 1), new_job("p0-early", due_at=T - 5),
             new_job("low", priority=-10, due_at=T - 100), new_job("high", priority=10, due_at=T - 1),
             new_job("p0-early-b", due_at=T - 5), now=T - 200)
-    expected = ["high", "p0-early", "p0-early-b", "p0-late", "low"]
+    return ["high", "p0-early", "p0-early-b", "p0-late", "low"]
+
+
+def test_claims_go_by_priority_then_due_time_then_enqueue_order(db: SQLiteJobStore) -> None:
+    expected = enqueue_in_mixed_order(db)
     claimed = claim(db, T)
     assert keys(claimed) == expected
     assert all(one.lease_owner == W1 and one.lease_expires_at == T + LEASE for one in claimed)
@@ -191,11 +191,7 @@ def test_claims_go_by_priority_then_due_time_then_enqueue_order(db: SQLiteJobSto
 
 
 def test_claims_one_at_a_time_follow_the_same_order(db: SQLiteJobStore) -> None:
-    enqueue(db,
-            new_job("p0-late", due_at=T - 1), new_job("p0-early", due_at=T - 5),
-            new_job("low", priority=-10, due_at=T - 100), new_job("high", priority=10, due_at=T - 1),
-            new_job("p0-early-b", due_at=T - 5), now=T - 200)
-    expected = ["high", "p0-early", "p0-early-b", "p0-late", "low"]
+    expected = enqueue_in_mixed_order(db)
     assert [keys(claim(db, T, limit=1)) for _ in range(6)] == [[key] for key in expected] + [[]]
     assert claim(db, T, queues=["default"]) == []
 
