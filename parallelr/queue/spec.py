@@ -209,7 +209,7 @@ class JobReader:
 
 
 def _check_text(value: Any, name: str, where: str) -> None:
-    """Every string in a job must be UTF-8 (JSON's ``\ud800`` escapes can make lone surrogates,
+    """Every string in a job must be UTF-8 (JSON's ``\\ud800`` escapes can make lone surrogates,
     which no file, database or program argument can hold)."""
     if isinstance(value, str):
         try:
