@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Dict, Iterable, Iterator, Optional
 
 from parallelr.commands import Command
-from parallelr.errors import UsageError
+from parallelr.errors import ParallelrError, UsageError
 from parallelr.hookspecs import hookimpl
 from parallelr.jobs.records import NewJob
 from parallelr.model import Task
-from parallelr.paths import AppPaths
+from parallelr.paths import AppPaths, user_home
 from parallelr.queue import cli, service
 from parallelr.queue.spec import DEFAULT_QUEUE, new_id, queue_name
 
@@ -55,12 +56,16 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
     from parallelr.jobs.opening import open_store
 
     settings = config.settings
-    location = service.store_location(settings, config.home, request.option("enqueue_db"))
+    # queuectl's store, also for a preset (ptasker's own files live in ~/ptasker, its queue does not)
+    location = service.store_location(settings, user_home() / "parallelr", request.option("enqueue_db"))
     queue = request.option("enqueue_queue") or DEFAULT_QUEUE
     workspace = AppPaths.of(config.app_name, config.home).workspace
-    import os
-
-    os.makedirs(workspace, exist_ok=True)
+    try:
+        os.makedirs(workspace, exist_ok=True)
+    except OSError as exc:
+        raise ParallelrError(
+            f"cannot create {workspace}: {exc.strerror} (check HOME and its permissions)"
+        ) from None
     store = open_store(location)
     try:
         defaults = service.queue_settings(store)

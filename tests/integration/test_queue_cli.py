@@ -537,3 +537,18 @@ def test_batch_runner_enqueues_tasks_for_workers(queue: Queue, tmp_path: Path, r
     outputs = queue.many(*(("logs", job["id"]) for job in jobs))
     assert {job["command"]: (r.stdout, r.stderr) for job, r in zip(jobs, outputs)} == expected
     assert {job["state"] for job in queue.jobs()} == {"completed"}
+
+
+def test_ptasker_enqueues_into_queuectls_default_store(tmp_path: Path, home: Path, run_cli) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "a.sh").write_text("echo a\n", encoding="utf-8")
+    result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "--enqueue"], prog="ptasker",
+                     env={DB_VARIABLE: ""})
+    store = home / "parallelr" / "state.db"  # queuectl's, not ~/ptasker's: one queue for both
+    assert result.returncode == 0, result.output
+    assert f"Enqueued 1 task(s) as jobs in queue default (store {store})" in result.stdout
+    with contextlib.closing(sqlite3.connect(str(store))) as connection:
+        rows = connection.execute("SELECT argv, state FROM jobs WHERE queue = 'default'").fetchall()
+    assert [(json.loads(argv), state) for argv, state in rows] == [(["bash", str(tasks / "a.sh")], "pending")]
+    assert not (home / "ptasker" / "state.db").exists()
