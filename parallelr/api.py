@@ -22,11 +22,11 @@ import attrs
 from parallelr import daemon
 from parallelr.config import LoadedSettings, load_settings
 from parallelr.context import Config
-from parallelr.errors import NoTasksError, ParallelrError, UsageError
+from parallelr.errors import NoTasksError, UsageError
 from parallelr.executor import ExecutorContext
 from parallelr.model import ExecutionLimits, ResumePlan, RunInfo, RunPaths, RunSummary, Task
 from parallelr.options import setting_overrides
-from parallelr.paths import AppPaths
+from parallelr.paths import AppPaths, create_directory
 from parallelr.registry import Registry, entry_for_current_process
 from parallelr.request import RunRequest
 from parallelr.scheduler import RetryPolicy, RunControl, RunTally, Scheduler, StopLimits, call_each
@@ -172,12 +172,7 @@ def execute(
     app_paths = AppPaths.of(config.app_name, config.home)
     paths = _claim_run_paths(app_paths, pid, timestamp, output_log=not request.no_task_output_log)
     for directory in (paths.log_dir, paths.workspace):
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise ParallelrError(
-                f"cannot create {directory}: {exc.strerror} (check HOME and its permissions)"
-            ) from None
+        create_directory(directory)
     run_info = RunInfo(
         app_name=config.app_name,
         pid=pid,

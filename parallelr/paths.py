@@ -89,6 +89,20 @@ class AppPaths:
         )
 
 
+def create_directory(directory: str) -> None:
+    """Create ``directory`` (and its parents) if missing.
+
+    Raises:
+        ParallelrError: it cannot be created, in one line that points at HOME.
+    """
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ParallelrError(
+            f"cannot create {directory}: {exc.strerror} (check HOME and its permissions)"
+        ) from None
+
+
 def store_path(settings: Any, home: Path) -> Path:
     """The store's database: ``journal.path`` (``~`` expanded; relative to ``~/<app>``), or
     ``~/<app>/state.db``."""

@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Dict, Iterable, Iterator, Optional
 
 from parallelr.commands import Command
-from parallelr.errors import ParallelrError, UsageError
+from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
 from parallelr.jobs.records import NewJob
 from parallelr.model import Task
-from parallelr.paths import AppPaths, user_home
+from parallelr.paths import AppPaths, create_directory, user_home
 from parallelr.queue import cli, service
 from parallelr.queue.spec import DEFAULT_QUEUE, new_id, queue_name
 
@@ -60,12 +59,7 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
     location = service.store_location(settings, user_home() / "parallelr", request.option("enqueue_db"))
     queue = request.option("enqueue_queue") or DEFAULT_QUEUE
     workspace = AppPaths.of(config.app_name, config.home).workspace
-    try:
-        os.makedirs(workspace, exist_ok=True)
-    except OSError as exc:
-        raise ParallelrError(
-            f"cannot create {workspace}: {exc.strerror} (check HOME and its permissions)"
-        ) from None
+    create_directory(workspace)
     store = open_store(location)
     try:
         defaults = service.queue_settings(store)
