@@ -360,10 +360,7 @@ class SQLiteQueueMixin:
                  history_status, now, row),
             )
             self.connection.execute(
-                _HISTORY_SQL,
-                (row, tries, history_status, result.exit_code, result.pid, result.worker_id, owner,
-                 result.start_time, result.end_time, result.duration, result.memory_mb, result.cpu_percent,
-                 error, result.stdout, result.stderr),
+                _HISTORY_SQL, _history_row(row, tries, history_status, owner, result, error)
             )
             if state in (_S.DEAD, _S.CANCELLED):
                 self._kill_dependents_of([(row, _dependency_error(key, state.value))], now)
@@ -381,12 +378,9 @@ class SQLiteQueueMixin:
             )).fetchone()
             if found is None:
                 raise LeaseLost(f"job {row}", owner)
-            self.connection.execute(_HISTORY_SQL, (
-                row, found[1], TaskStatus.SUCCESS.value, result.exit_code, result.pid, result.worker_id,
-                owner,
-                result.start_time, result.end_time, result.duration, result.memory_mb, result.cpu_percent,
-                None, result.stdout, result.stderr,
-            ))
+            self.connection.execute(
+                _HISTORY_SQL, _history_row(row, found[1], TaskStatus.SUCCESS.value, owner, result, None)
+            )
             if found[2]:
                 self.connection.execute(
                     "UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = ?"
@@ -616,6 +610,14 @@ class SQLiteQueueMixin:
             params += (older_than,)
         with self._writing():
             return self.connection.execute(f"DELETE FROM jobs WHERE {where}", params).rowcount
+
+
+def _history_row(row: int, tries: int, status: str, owner: str, result: TaskResult,
+                 error: Optional[str]) -> Tuple[Any, ...]:
+    """The parameters of :data:`_HISTORY_SQL` for an attempt that ran."""
+    return (row, tries, status, result.exit_code, result.pid, result.worker_id, owner, result.start_time,
+            result.end_time, result.duration, result.memory_mb, result.cpu_percent, error, result.stdout,
+            result.stderr)
 
 
 def _scope(queues: Sequence[str]) -> Tuple[str, Tuple[Any, ...]]:

@@ -18,7 +18,7 @@ from parallelr.jobs.records import NewJob, WorkerRecord
 from parallelr.jobs.sqlite_queue import PAUSED_ALL
 from parallelr.paths import expand_user, store_path
 from parallelr.queue import wake
-from parallelr.queue.settings import QueueSettings, settings_from
+from parallelr.queue.settings import STORE_PREFIX, QueueSettings, settings_from
 from parallelr.queue.spec import check_cycles
 
 DB_VARIABLE = "QUEUECTL_DB_PATH"
@@ -45,8 +45,6 @@ def store_location(settings: Any, home: Path, db: Optional[str]) -> str:
 
 
 def queue_settings(store: Any) -> QueueSettings:
-    from parallelr.queue.settings import STORE_PREFIX
-
     return settings_from(store.get_settings(STORE_PREFIX))
 
 
@@ -114,13 +112,13 @@ def retry_dead(store: Any, keys: Optional[Sequence[str]]) -> int:
     Raises:
         JobNotFound, WrongState: a key that is unknown or not dead (nothing is changed then).
     """
-    if keys is not None:
-        now = time.time()
-        for key in dict.fromkeys(keys):
-            job = find_job(store, key, now)
-            if job.shown != "dead":
-                raise WrongState(f"job {key!r} is {job.shown}, not dead: only dead jobs can be retried")
-    count = store.retry_dead_jobs(None if keys is None else list(dict.fromkeys(keys)), time.time())
+    wanted = None if keys is None else list(dict.fromkeys(keys))
+    now = time.time()
+    for key in wanted or ():
+        job = find_job(store, key, now)
+        if job.shown != "dead":
+            raise WrongState(f"job {key!r} is {job.shown}, not dead: only dead jobs can be retried")
+    count = store.retry_dead_jobs(wanted, now)
     if count:
         wake_workers(store)
     return count

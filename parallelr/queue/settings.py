@@ -104,7 +104,7 @@ def settings_from(stored: Mapping[str, str]) -> QueueSettings:
     keeps the default."""
     values: Dict[str, Any] = {}
     for key in KEYS:
-        text = stored.get(STORE_PREFIX + key.name)
+        text = stored.get(stored_key(key))
         if text is None:
             continue
         try:
@@ -132,22 +132,19 @@ def checked_value(key: Key, text: str, current: QueueSettings, stored: Mapping[s
     except ValueError as exc:
         raise UsageError(f"bad value {text!r} for {key.name}: it {exc}") from None
     changed = attrs.evolve(current, **{key.field: value})
-    heartbeat_set = STORE_PREFIX + "heartbeat-seconds" in stored or key.field == "heartbeat_seconds"
+    heartbeat_set = key.field == "heartbeat_seconds" or stored_key(_BY_NAME["heartbeat-seconds"]) in stored
     if heartbeat_set and changed.heartbeat_seconds >= changed.lease_seconds:
         raise UsageError(
             f"bad value {text!r} for {key.name}: heartbeat-seconds ({changed.heartbeat_seconds:g})"
             f" must be less than lease-seconds ({changed.lease_seconds:g}),"
             " or a lease runs out between two heartbeats"
         )
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return _shown(value)
 
 
 def listing(settings: QueueSettings, stored: Mapping[str, str]) -> List[Tuple[str, str, bool]]:
     """``(key, value, is_default)`` for every key, in :data:`KEYS` order."""
-    rows = []
-    for key in KEYS:
-        rows.append((key.name, value_text(settings, key), STORE_PREFIX + key.name not in stored))
-    return rows
+    return [(key.name, value_text(settings, key), stored_key(key) not in stored) for key in KEYS]
 
 
 def stored_key(key: Key) -> str:
@@ -155,7 +152,11 @@ def stored_key(key: Key) -> str:
 
 
 def value_text(settings: QueueSettings, key: Key) -> str:
-    value = getattr(settings, key.field)
+    return _shown(getattr(settings, key.field))
+
+
+def _shown(value: Any) -> str:
+    """A value as ``config get`` prints and the store keeps it: ``2``, not ``2.0``."""
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

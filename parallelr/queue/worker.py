@@ -38,10 +38,10 @@ from parallelr.queue.settings import QueueSettings
 from parallelr.queue.wake import WakeSocket
 from parallelr.report import escape_line
 from parallelr.scheduler import NOTHING_YET, RunControl, Scheduler
+from parallelr.signals import TwoStageSignals
 
 log = logging.getLogger("parallelr.queue")
 
-INTERRUPT_REASON = "Interrupted by the worker's shutdown"
 LEASE_LOST_REASON = "Cancelled: the job's lease was lost (another worker may run it)"
 JOB_ID_VARIABLE = "PARALLELR_JOB_ID"
 RECLAIM_EVERY = 1.0  # seconds between two look-ups of expired leases while a worker is busy
@@ -61,7 +61,6 @@ class QueueWorker:
         self, open_store: Callable[[], Any], *, slots: int, queues: Sequence[str],
         make_executor: Callable[[ExecutorContext], Any], limits: ExecutionLimits,
         settings_of: Callable[[Any], QueueSettings], run_settings: Any = None,
-        paths: Optional[RunPaths] = None,
     ) -> None:
         self.open_store = open_store
         self.slots = slots
@@ -70,7 +69,6 @@ class QueueWorker:
         self.limits = limits
         self.settings_of = settings_of
         self.run_settings = run_settings
-        self.paths = paths
         self.owner = new_owner("worker", os.getpid(), socket.gethostname())
         self.control = RunControl()
         self.store = open_store()
@@ -147,8 +145,8 @@ class QueueWorker:
         return 0
 
     def _run_info(self, now: float) -> RunInfo:
-        paths = self.paths or RunPaths(home="", log_dir="", workspace=self.limits.workspace, pid_file="",
-                                       main_log="", summary_csv="", output_log=None)
+        paths = RunPaths(home="", log_dir="", workspace=self.limits.workspace, pid_file="", main_log="",
+                         summary_csv="", output_log=None)
         return RunInfo(
             app_name="queue", pid=os.getpid(), started_at=now, timestamp="", settings=self.run_settings,
             paths=paths, command_template="", executor="", workers=self.slots, run_id=self.owner,
@@ -385,32 +383,15 @@ class _Monitor:
             worker.drain("asked to stop")
 
 
-class StopOnSignals:
+class StopOnSignals(TwoStageSignals):
     """SIGINT/SIGTERM: the first lets running jobs finish, the second stops them (exit 128+N)."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
     def __init__(self, worker: QueueWorker, ignore_hangup: bool = False) -> None:
+        super().__init__((signal.SIGINT, signal.SIGTERM), ignore_hangup)
         self.worker = worker
-        self.ignore_hangup = ignore_hangup
-        self._count = 0
-        self._previous: Dict[int, Any] = {}
 
-    def __enter__(self) -> StopOnSignals:
-        for number in self.SIGNALS:
-            self._previous[number] = signal.signal(number, self._handle)
-        if self.ignore_hangup:
-            self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        return self
+    def first(self, name: str, signum: int) -> None:
+        self.worker.drain(f"{name}; press Ctrl+C again to stop the running jobs now")
 
-    def __exit__(self, *exc: Any) -> None:
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-
-    def _handle(self, number: int, _frame: Any) -> None:
-        self._count += 1
-        name = signal.Signals(number).name
-        if self._count == 1:
-            self.worker.drain(f"{name}; press Ctrl+C again to stop the running jobs now")
-        else:
-            self.worker.interrupt(name, 128 + number)
+    def again(self, name: str, signum: int) -> None:
+        self.worker.interrupt(name, 128 + signum)
