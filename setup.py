@@ -11,7 +11,8 @@ VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "parallelr" / "__init__.py").read_text(encoding="utf-8"), re.M
 ).group(1)
 
-PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets", "journal"]
+DASHBOARD = ["Flask>=2.2"]
+PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets", "journal", "dashboard"]
 
 setup(
     name="parallelr",
@@ -29,10 +30,18 @@ setup(
         "parallelr.cfg": "cfg",
         **{f"parallelr.plugins.{name}": f"plugins/{name}" for name in PLUGIN_PACKAGES},
     },
-    package_data={"parallelr.cfg": ["*.yaml"]},
+    package_data={
+        "parallelr.cfg": ["*.yaml"],
+        "parallelr.plugins.dashboard": ["templates/*.html", "static/*"],
+    },
     install_requires=["attrs>=21.3", "pluggy>=1.0", "PyYAML>=5.4", "psutil>=5.8"],
     # setuptools and wheel: the example-plugin tests build a package offline, without isolation
-    extras_require={"test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel"]},
+    # dashboard: Flask (its Jinja2 renders the pages). test: the suite, the dashboard's included,
+    # driven in a real browser by Playwright pointed at the system's Chromium (never a download).
+    extras_require={
+        "dashboard": DASHBOARD,
+        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", *DASHBOARD, "playwright>=1.40"],
+    },
     entry_points={
         "console_scripts": [
             "parallelr = parallelr.cli:main",

@@ -101,11 +101,27 @@ def _commands(manager: Any) -> Dict[str, Command]:
     return commands
 
 
-def _run_command(command: Command, argv: List[str], prog: str, manager: Any, preset: Optional[Preset]) -> int:
+def _command_of(commands: Dict[str, Command], rest: List[str], prog: str) -> Tuple[Command, str, List[str]]:
+    """The command ``rest`` names, the name its help and errors show, and its arguments: ``queue
+    dashboard ...`` (or ``queuectl [--db PATH] dashboard ...``) is the dashboard, whose parent is
+    ``queue``."""
+    command = commands[rest[0]]
+    name = prog if prog == command.program else f"{prog} {command.name}"
+    arguments = rest[1:]
+    # The parent's own --db may come first: ``queuectl --db PATH dashboard``.
+    db = arguments[:2] if arguments[:1] == ["--db"] else arguments[:1] if arguments[:1] and \
+        arguments[0].startswith("--db=") else []
+    after = arguments[len(db):]
+    child = commands.get(after[0]) if after else None
+    if child is not None and child.parent == command.name:
+        return child, f"{name} {child.name}", [*after[1:], *db]
+    return command, name, arguments
+
+
+def _run_command(command: Command, argv: List[str], name: str, manager: Any, preset: Optional[Preset]) -> int:
     """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings."""
     from parallelr import runner
 
-    name = prog if prog == command.program else f"{prog} {command.name}"
     parser = Parser(prog=name, description=command.help,
                     preset=preset.name if preset else None)
     command.add_arguments(parser)
@@ -232,7 +248,8 @@ def _main(argv: List[str], prog: str) -> int:
     commands = _commands(manager)
     rest = _without_prescanned(argv)
     if rest and rest[0] in commands:
-        return _run_command(commands[rest[0]], rest[1:], prog, manager, preset)
+        command, name, arguments = _command_of(commands, rest, prog)
+        return _run_command(command, arguments, name, manager, preset)
     executors = executor_factories(manager)
     if not executors:
         raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")

@@ -15,10 +15,15 @@ class Command:
     loaded, and returns the exit status.
 
     ``program`` names a console script that is this command (``queuectl`` is ``parallelr
-    queue``): run as it, the command's help and errors name the script alone."""
+    queue``): run as it, the command's help and errors name the script alone.
+
+    ``parent`` names another command this one is also found under: the dashboard (``parent``
+    ``"queue"``) is ``parallelr dashboard``, ``parallelr queue dashboard`` and ``queuectl
+    dashboard``."""
 
     name: str
     help: str
     add_arguments: Callable[[Any], None]
     run: Callable[[Any], int]
     program: Optional[str] = None
+    parent: Optional[str] = None

@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: Tuple[Tuple[str, str], ...] = (
     ("output_log", "parallelr.plugins.reporters.output_log"),
     ("ptasker", "parallelr.plugins.presets.ptasker"),
     ("journal", "parallelr.plugins.journal.plugin"),
+    ("dashboard", "parallelr.plugins.dashboard.plugin"),
     ("queue", "parallelr.queue.plugin"),
 )
 

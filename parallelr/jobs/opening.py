@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from parallelr.jobs.errors import StoreUnavailable
 
@@ -20,3 +20,14 @@ def open_store(location: str, busy_timeout: float = 5.0) -> Any:
     if store is None:  # create=True always opens or raises
         raise StoreUnavailable(location, "cannot be created")
     return store
+
+
+def open_existing_store(location: str, busy_timeout: float = 5.0) -> Optional[Any]:
+    """The store at ``location``, or None if there is none yet (nothing is created).
+
+    Raises:
+        StoreUnavailable: as for :func:`open_store`.
+    """
+    from parallelr.jobs.sqlite import SQLiteJobStore
+
+    return SQLiteJobStore.open(Path(location), create=False, busy_timeout=busy_timeout)

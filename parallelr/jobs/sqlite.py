@@ -484,6 +484,12 @@ class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
         with contextlib.suppress(sqlite3.Error):
             self.connection.close()
 
+    def change_counter(self) -> int:
+        """A number that changes whenever another connection commits (SQLite's ``data_version``):
+        how a reader learns, cheaply, that there is something new to read."""
+        with self._reading():
+            return int(self.connection.execute("PRAGMA data_version").fetchone()[0])
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception); sqlite errors
@@ -769,10 +775,11 @@ class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
             return {(state, last_status): count for state, last_status, count in rows}
 
     def iter_jobs(
-        self, run_id: str, *, exclude_succeeded: bool = False, states: Optional[Sequence[str]] = None
+        self, run_id: str, *, exclude_succeeded: bool = False, states: Optional[Sequence[str]] = None,
+        after: int = -1,
     ) -> Iterator[JobRecord]:
         """No transaction stays open between pages, so a run that writes meanwhile is never held
-        up, and memory stays flat."""
+        up, and memory stays flat. ``after``: start after this position (a page of a long run)."""
         conditions = ["run_id = ?", "position > ?"]
         extra: List[Any] = []
         if exclude_succeeded:
@@ -785,7 +792,6 @@ class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE {' AND '.join(conditions)}"
             f" ORDER BY position LIMIT {PAGE_SIZE}"
         )
-        after = -1
         while True:
             with self._reading():
                 rows = self.connection.execute(query, (run_id, after, *extra)).fetchall()
@@ -826,6 +832,26 @@ class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
             if len(rows) < PAGE_SIZE:
                 return
             after = rows[-1][0]
+
+    def run_attempts(self, run_id: str) -> Iterator[Tuple[int, str, AttemptRecord]]:
+        """``(position, source, attempt)`` of every attempt of a run's jobs, by start time (its
+        timeline), a page at a time."""
+        columns = ", ".join(f"a.{name.strip()}" for name in ATTEMPT_COLUMNS.split(","))
+        query = (
+            f"SELECT j.position, j.source, {columns} FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " WHERE j.run_id = ? AND (COALESCE(a.started_at, 0), a.job_id, a.attempt) > (?, ?, ?)"
+            f" ORDER BY COALESCE(a.started_at, 0), a.job_id, a.attempt LIMIT {PAGE_SIZE}"
+        )
+        after: Tuple[float, int, int] = (-1.0, -1, -1)
+        while True:
+            with self._reading():
+                rows = self.connection.execute(query, (run_id, *after)).fetchall()
+            for row in rows:
+                yield row[0], from_sql_text(row[1]) or "", attempt_from_row(row[2:])
+            if len(rows) < PAGE_SIZE:
+                return
+            last = rows[-1]
+            after = (last[8] or 0.0, last[2], last[3])
 
     def attempts_of(self, job_id: int) -> List[AttemptRecord]:
         with self._reading():

@@ -484,19 +484,7 @@ class SQLiteQueueMixin:
     ) -> Iterator[QueueJob]:
         """Queue jobs (of the shown ``states`` and ``queue`` if given), oldest first (``order``
         ``"updated"``: by last change), a page at a time; at most ``limit``."""
-        conditions: List[str] = []
-        params: List[Any] = []
-        if states:
-            parts = []
-            for shown in states:
-                condition, takes_now = _SHOWN_WHERE[shown]
-                parts.append(f"({condition})")
-                if takes_now:
-                    params.append(now)
-            conditions.append("(" + " OR ".join(parts) + ")")
-        if queue is not None:
-            conditions.append("queue = ?")
-            params.append(queue)
+        conditions, params = _filters(now, states, queue, None)
         key = "updated_at" if order == "updated" else "id"
         remaining = -1 if limit is None else limit
         after: Tuple[Any, ...] = ()
@@ -512,6 +500,40 @@ class SQLiteQueueMixin:
                 remaining -= len(jobs)
             last = jobs[-1]
             after = (last.updated_at if key == "updated_at" else last.row, last.row)
+
+    def find_queue_jobs(
+        self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
+        text: Optional[str] = None, before: Optional[int] = None, limit: int = 50,
+    ) -> List[QueueJob]:
+        """One page of queue jobs, newest first: of the shown ``states`` and ``queue`` if given,
+        whose ID or command contains ``text``, with a row below ``before`` (the last page's last)."""
+        conditions, params = _filters(now, states, queue, text)
+        if before is not None:
+            conditions.append("id < ?")
+            params.append(before)
+        with self._reading():
+            return self._queue_jobs_where(" AND ".join(conditions) or "1", tuple(params), now,
+                                          order="id DESC", limit=limit)
+
+    def count_queue_jobs(self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
+                         text: Optional[str] = None) -> int:
+        """How many jobs :meth:`find_queue_jobs` pages through."""
+        conditions, params = _filters(now, states, queue, text)
+        where = " AND ".join(["queue IS NOT NULL", *conditions])
+        with self._reading():
+            (count,) = self.connection.execute(f"SELECT COUNT(*) FROM jobs WHERE {where}", params).fetchone()
+        return int(count)
+
+    def queue_finishes(self, since: float, bucket: float) -> Dict[int, int]:
+        """``{bucket number: attempts of queue jobs that ended in it}``, bucket 0 starting at
+        ``since``, each ``bucket`` seconds long (the jobs/s figure)."""
+        with self._reading():
+            rows = self.connection.execute(
+                "SELECT CAST((ended_at - ?) / ? AS INTEGER), COUNT(*) FROM attempts"
+                " WHERE ended_at >= ? AND worker IS NOT NULL GROUP BY 1",
+                (since, bucket, since),
+            ).fetchall()
+        return {int(number): count for number, count in rows}
 
     def queue_counts(self, now: float, queue: Optional[str] = None) -> Dict[str, int]:
         """``{shown state: count}`` of the queue jobs (of ``queue`` if given); absent: none."""
@@ -542,12 +564,12 @@ class SQLiteQueueMixin:
             for values in rows
         ]
 
-    def dependencies_of(self, row: int) -> List[Tuple[str, str]]:
-        """``(key, state)`` of the jobs job ``row`` depends on."""
+    def dependencies_of(self, row: int, now: float) -> List[Tuple[str, str]]:
+        """``(key, shown state)`` of the jobs job ``row`` depends on."""
         with self._reading():
             return [(text_of(name) or "", state) for name, state in self.connection.execute(
-                "SELECT jobs.name, jobs.state FROM job_deps JOIN jobs ON jobs.id = job_deps.depends_on"
-                " WHERE job_deps.job_id = ? ORDER BY jobs.id", (row,),
+                f"SELECT jobs.name, {SHOWN_SQL} FROM job_deps JOIN jobs ON jobs.id = job_deps.depends_on"
+                " WHERE job_deps.job_id = ? ORDER BY jobs.id", (now, row),
             ).fetchall()]
 
     # -- what users do ---------------------------------------------------------------------------
@@ -624,6 +646,30 @@ def _scope(queues: Sequence[str]) -> Tuple[str, Tuple[Any, ...]]:
     if not queues:
         return "queue IS NOT NULL", ()
     return f"queue IN ({_marks(len(queues))})", tuple(queues)
+
+
+def _filters(now: float, states: Sequence[str], queue: Optional[str],
+             text: Optional[str]) -> Tuple[List[str], List[Any]]:
+    """WHERE conditions (and their parameters) for jobs in the shown ``states``, of ``queue``,
+    whose ID or command holds ``text``."""
+    conditions: List[str] = []
+    params: List[Any] = []
+    if states:
+        parts = []
+        for shown in states:
+            condition, takes_now = _SHOWN_WHERE[shown]
+            parts.append(f"({condition})")
+            if takes_now:
+                params.append(now)
+        conditions.append("(" + " OR ".join(parts) + ")")
+    if queue is not None:
+        conditions.append("queue = ?")
+        params.append(queue)
+    if text:
+        # argv is stored as JSON: look for the text as JSON spells it (quotes, backslashes escaped)
+        conditions.append("(instr(name, ?) > 0 OR instr(argv, ?) > 0)")
+        params.extend((text, _ENCODE(text)[1:-1]))
+    return conditions, params
 
 
 def _dependency_error(key: str, state: str) -> str:

@@ -68,6 +68,10 @@ class JobStore(Protocol):
                 read-only, disk full, corrupt).
         """
 
+    def change_counter(self) -> int:
+        """A number that changes whenever another connection commits: readers (the dashboard's
+        live updates) compare it to learn that there is something new to read."""
+
     # -- runs ------------------------------------------------------------------------------------
     def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease,
                    source_stamp: Optional[Dict[str, Any]] = None) -> None:
@@ -227,9 +231,11 @@ class JobStore(Protocol):
         """``{(state, last_status or ""): count}`` of a run's jobs."""
 
     def iter_jobs(
-        self, run_id: str, *, exclude_succeeded: bool = False, states: Optional[Sequence[str]] = None
+        self, run_id: str, *, exclude_succeeded: bool = False, states: Optional[Sequence[str]] = None,
+        after: int = -1,
     ) -> Iterator[JobRecord]:
-        """A run's jobs by position (only ``states`` if given), read a page at a time."""
+        """A run's jobs by position (only ``states`` if given; positions after ``after``), read a
+        page at a time."""
 
     def jobs_by_ids(self, job_ids: Sequence[int]) -> List[JobRecord]:
         """The jobs with these IDs, by run and position; unknown IDs are simply absent."""
@@ -243,6 +249,9 @@ class JobStore(Protocol):
 
     def attempts_of(self, job_id: int) -> List[AttemptRecord]:
         """The history of one job, by attempt number."""
+
+    def run_attempts(self, run_id: str) -> Iterator[Tuple[int, str, AttemptRecord]]:
+        """``(position, source, attempt)`` of every attempt of a run, by start time (its timeline)."""
 
 
 @runtime_checkable
@@ -304,8 +313,23 @@ class QueueStore(Protocol):
 
     def queue_attempts(self, row: int) -> List[QueueAttempt]: ...
 
-    def dependencies_of(self, row: int) -> List[Tuple[str, str]]:
-        """``(key, stored state)`` of the jobs job ``row`` depends on."""
+    def find_queue_jobs(self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
+                        text: Optional[str] = None, before: Optional[int] = None,
+                        limit: int = 50) -> List[QueueJob]:
+        """One page, newest first (rows below ``before``), of the jobs in the shown ``states``, of
+        ``queue``, whose ID or command contains ``text``: the dashboard's job list."""
+
+    def count_queue_jobs(self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
+                         text: Optional[str] = None) -> int:
+        """How many jobs :meth:`find_queue_jobs` pages through."""
+
+    def queue_finishes(self, since: float, bucket: float) -> Dict[int, int]:
+        """``{bucket: attempts ended in it}``, bucket 0 starting at ``since``, ``bucket`` seconds each."""
+
+    def queue_names(self) -> List[str]: ...
+
+    def dependencies_of(self, row: int, now: float) -> List[Tuple[str, str]]:
+        """``(key, shown state)`` of the jobs job ``row`` depends on."""
 
     # -- what users do --
     def cancel_queue_job(self, key: str, now: float) -> Optional[str]:

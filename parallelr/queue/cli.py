@@ -240,7 +240,7 @@ def _unless_empty(items: Iterator[Any]) -> Optional[Iterator[Any]]:
 def _show(store: Any, options: Any, out: IO[str]) -> int:
     job = service.find_job(store, options.id)
     attempts = store.queue_attempts(job.row)
-    dependencies = store.dependencies_of(job.row)
+    dependencies = store.dependencies_of(job.row, time.time())
     if options.json:
         data = views.job_dict(job, dependencies)
         data["attempts_detail"] = [views.attempt_dict(attempt) for attempt in attempts]

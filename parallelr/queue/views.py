@@ -162,7 +162,7 @@ def write_job(out: IO[str], job: QueueJob, attempts: Sequence[QueueAttempt],
     if job.shown in ("scheduled", "failed"):
         lines.append(f"  Due:        {local_time(job.next_attempt_at)}")
     if dependencies:
-        shown = (f"{escape_line(key)} ({_shown(state)})" for key, state in dependencies)
+        shown = (f"{escape_line(key)} ({state})" for key, state in dependencies)
         lines.append("  Depends on: " + ", ".join(shown))
     lines.append(f"  Timeout:    {f'{timeout:g}s' if timeout else 'none'}"
                  + ("" if job.timeout is not None else " (job-timeout)"))
@@ -178,10 +178,6 @@ def write_job(out: IO[str], job: QueueJob, attempts: Sequence[QueueAttempt],
     for attempt in attempts:
         lines.extend(_attempt_lines(attempt))
     out.write("\n".join(lines) + "\n")
-
-
-def _shown(state: str) -> str:
-    return {"succeeded": "completed", "running": "processing", "timeout": "failed"}.get(state, state)
 
 
 def _attempt_lines(attempt: QueueAttempt) -> List[str]:

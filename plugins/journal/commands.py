@@ -13,17 +13,18 @@ from parallelr.commands import Command
 from parallelr.errors import ParallelrError, UsageError
 from parallelr.jobs.liveness import shown_state
 from parallelr.jobs.records import JobRecord, RunRecord
+from parallelr.jobs.run_views import job_dict as _job_dict
+from parallelr.jobs.run_views import run_counts as _counts
+from parallelr.jobs.run_views import run_dict as _run_dict
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import JOB_STATES
 from parallelr.paths import store_path as journal_path
 from parallelr.plugins.journal.database import JournalUnavailable, open_journal, reading_journal
-from parallelr.plugins.journal.planning import stored_counts
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
 from parallelr.request import RunRequest
-from parallelr.tables import iso_time, local_time, shorten, write_table
+from parallelr.tables import local_time, shorten, write_table
 
 ERROR_WIDTH = 60  # characters of a task's last error in a table (JSON has all of it)
-UNFINISHED_STATES = ("pending", "running", "failed", "timeout")  # counted as PENDING
 
 
 # -- shared -------------------------------------------------------------------------------------
@@ -39,33 +40,6 @@ def _path(config: Any) -> str:
     return str(journal_path(config.settings, config.home))
 
 
-def _counts(store: SQLiteJobStore, run: RunRecord) -> Dict[str, int]:
-    """The run's tasks by how they stand. Tasks of a big run that have no job never started (the
-    run ended before storing them): pending while the run runs or after it crashed, cancelled
-    once it ended."""
-    counts = store.job_counts(run.id)
-    tasks, unrecorded = stored_counts(run, counts)
-    waiting = shown_state(run) in ("running", "crashed")
-    return {
-        "tasks": tasks,
-        "succeeded": counts.get("succeeded", 0),
-        "failed": counts.get("dead", 0),
-        "cancelled": counts.get("cancelled", 0) + (0 if waiting else unrecorded),
-        "pending": sum(counts.get(state, 0) for state in UNFINISHED_STATES) + (unrecorded if waiting else 0),
-    }
-
-
-def _run_dict(store: SQLiteJobStore, run: RunRecord) -> Dict[str, Any]:
-    return {
-        "id": run.id, "app_name": run.app_name, "state": shown_state(run),
-        "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
-        "command": run.command, "exit_code": run.exit_code,
-        "pid": run.pid, "host": run.host, "resumes": run.resumes, "counts": _counts(store, run),
-        "states": store.job_counts(run.id),
-        "logs": {"main_log": run.main_log, "summary_csv": run.summary_csv, "output_log": run.output_log},
-    }
-
-
 def _find_run(store: Optional[SQLiteJobStore], wanted: str, config: Any) -> RunRecord:
     run = None
     if store is not None:
@@ -74,13 +48,6 @@ def _find_run(store: Optional[SQLiteJobStore], wanted: str, config: Any) -> RunR
         what = "no run is recorded yet" if wanted == LAST else f"unknown run {wanted!r}"
         raise UsageError(f"{what} (journal {_path(config)}); see '{config.app_name} runs list'")
     return run
-
-
-def _job_dict(job: JobRecord) -> Dict[str, Any]:
-    data = job.as_dict()
-    for key in ("started_at", "ended_at"):
-        data[key] = iso_time(data[key])
-    return data
 
 
 def _write_json_lines(out: IO[str], head: str, items: Iterator[Dict[str, Any]], tail: str) -> None:

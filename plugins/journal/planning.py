@@ -31,7 +31,7 @@ import hashlib
 import itertools
 import os
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sized, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sized
 
 import attrs
 
@@ -360,10 +360,3 @@ def _collect(config: Any, stamp: Dict[str, Any]) -> List[Any]:
     if not collections:
         raise SourceChanged("cannot resume: no task source accepts the run's stored options any more")
     return collections
-
-
-def stored_counts(run: RunRecord, counts: Dict[str, int]) -> Tuple[int, int]:
-    """``(tasks, never stored)`` of a run: its task count, and how many tasks have no job."""
-    stored = sum(counts.values())
-    unrecorded = run.unrecorded
-    return max(stored + unrecorded, run.task_count or 0), unrecorded

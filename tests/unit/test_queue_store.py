@@ -150,7 +150,7 @@ def test_waiting_on_counts_the_dependencies_not_completed(db: SQLiteJobStore) ->
             new_job("free", depends_on=["done"]), now=T + 2)
     x = job(db, "x", T + 2)
     assert (x.waiting_on, x.shown) == (2, "waiting")
-    assert db.dependencies_of(x.row) == [("done", "succeeded"), ("old", "pending"), ("new", "pending")]
+    assert db.dependencies_of(x.row, T + 2) == [("done", "completed"), ("old", "pending"), ("new", "pending")]
     free = job(db, "free", T + 2)
     assert (free.waiting_on, free.shown) == (0, "pending")
 

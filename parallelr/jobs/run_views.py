@@ -1,0 +1,52 @@
+"""A recorded batch run as its readers show it: ``parallelr runs`` and the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Tuple
+
+from parallelr.jobs.liveness import shown_state
+from parallelr.jobs.records import JobRecord, RunRecord
+from parallelr.tables import iso_time
+
+UNFINISHED_STATES = ("pending", "running", "failed", "timeout")  # counted as PENDING
+
+
+def stored_counts(run: RunRecord, counts: Dict[str, int]) -> Tuple[int, int]:
+    """``(tasks, never stored)`` of a run: its task count, and how many tasks have no job."""
+    stored = sum(counts.values())
+    unrecorded = run.unrecorded
+    return max(stored + unrecorded, run.task_count or 0), unrecorded
+
+
+def run_counts(store: Any, run: RunRecord) -> Dict[str, int]:
+    """The run's tasks by how they stand. Tasks of a big run that have no job never started (the
+    run ended before storing them): pending while the run runs or after it crashed, cancelled
+    once it ended."""
+    counts = store.job_counts(run.id)
+    tasks, unrecorded = stored_counts(run, counts)
+    waiting = shown_state(run) in ("running", "crashed")
+    return {
+        "tasks": tasks,
+        "succeeded": counts.get("succeeded", 0),
+        "failed": counts.get("dead", 0),
+        "cancelled": counts.get("cancelled", 0) + (0 if waiting else unrecorded),
+        "pending": sum(counts.get(state, 0) for state in UNFINISHED_STATES) + (unrecorded if waiting else 0),
+    }
+
+
+def run_dict(store: Any, run: RunRecord) -> Dict[str, Any]:
+    return {
+        "id": run.id, "app_name": run.app_name, "state": shown_state(run),
+        "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
+        "command": run.command, "exit_code": run.exit_code,
+        "pid": run.pid, "host": run.host, "resumes": run.resumes, "counts": run_counts(store, run),
+        "states": store.job_counts(run.id),
+        "logs": {"main_log": run.main_log, "summary_csv": run.summary_csv, "output_log": run.output_log},
+    }
+
+
+def job_dict(job: JobRecord) -> Dict[str, Any]:
+    data = job.as_dict()
+    for key in ("started_at", "ended_at"):
+        data[key] = iso_time(data[key])
+    return data

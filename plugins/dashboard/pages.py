@@ -1,0 +1,125 @@
+"""The pages. Each renders values from :mod:`.reading`; the part of a page inside its ``live``
+block is also served alone (header ``X-Live: 1``), which the page's script fetches to update
+itself when the store changes, without a reload."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from parallelr.errors import ParallelrError
+from parallelr.plugins.dashboard import actions, reading
+
+blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+                      static_url_path="/static")
+
+
+def _dashboard() -> Any:
+    return current_app.extensions["parallelr_dashboard"]
+
+
+def _page(template: str, **values: Any) -> Any:
+    """The whole page, or only its live block when the page's script asks for an update."""
+    if request.headers.get("X-Live") == "1":
+        app = current_app
+        page = app.jinja_env.get_template(template)
+        context: Dict[str, Any] = {}
+        app.update_template_context(context)
+        context.update(values)
+        return "".join(page.blocks["live"](page.new_context(context)))
+    return render_template(template, **values)
+
+
+@blueprint.get("/")
+def overview() -> Any:
+    with _dashboard().stores.reading() as store:
+        data = reading.overview(store)
+    return _page("overview.html", data=data, form={}, page="overview")
+
+
+@blueprint.get("/jobs")
+def jobs() -> Any:
+    wanted = reading.JobFilter.parse(request.args)
+    with _dashboard().stores.reading() as store:
+        data = reading.jobs_page(store, wanted)
+        queues = store.queue_names()
+    return _page("jobs.html", data=data, wanted=wanted, queues=queues, page="jobs",
+                 next_query=wanted.query(data["next_before"]) if data["next_before"] else None,
+                 first_query=wanted.query(None) if wanted.before else None)
+
+
+@blueprint.get("/jobs/<path:key>")
+def job(key: str) -> Any:
+    with _dashboard().stores.reading() as store:
+        data = reading.job_detail(store, key)
+    return _page("job.html", job=data, page="jobs")
+
+
+@blueprint.get("/dead")
+def dead() -> Any:
+    wanted = reading.JobFilter.parse(request.args, states=("dead",))
+    with _dashboard().stores.reading() as store:
+        data = reading.jobs_page(store, wanted)
+    return _page("dead.html", data=data, wanted=wanted, page="dead",
+                 next_query=wanted.query(data["next_before"]) if data["next_before"] else None)
+
+
+@blueprint.get("/runs")
+def runs() -> Any:
+    with _dashboard().stores.reading() as store:
+        data = reading.runs(store)
+    return _page("runs.html", runs=data, page="runs")
+
+
+@blueprint.get("/runs/<run_id>")
+def run(run_id: str) -> Any:
+    after = reading.whole(request.args.get("after"), "after", 0, None)
+    with _dashboard().stores.reading() as store:
+        data, drawn = reading.run_detail(store, run_id, after=-1 if after is None else after)
+    return _page("run.html", run=data, timeline=drawn, page="runs")
+
+
+# -- actions (POST, CSRF-checked by the app) ---------------------------------------------------
+@blueprint.post("/actions/enqueue")
+def add_job() -> Any:
+    form = {name: request.form.get(name, "") for name in actions.FORM_FIELDS}
+    try:
+        data = actions.job_from_form(request.form)
+        with _dashboard().stores.writing() as store:
+            (key,) = actions.enqueue(store, [data])
+    except ParallelrError as exc:
+        with _dashboard().stores.reading() as store:
+            overview_data = reading.overview(store)
+        return render_template("overview.html", data=overview_data, form=form, error=str(exc),
+                               page="overview"), 400
+    flash(f"Enqueued job {key}")
+    return redirect(url_for("pages.job", key=key), 303)
+
+
+@blueprint.post("/actions/retry")
+def retry() -> Any:
+    keys = None if request.form.get("all") == "1" else request.form.getlist("id")
+    if keys is not None and not keys:
+        raise ParallelrError("say which dead job to retry (or retry all)")
+    with _dashboard().stores.writing() as store:
+        count = actions.retry(store, keys)
+    flash(f"{count} dead job(s) back to pending")
+    return redirect(_back("pages.dead"), 303)
+
+
+@blueprint.post("/actions/cancel")
+def cancel() -> Any:
+    key = request.form.get("id", "")
+    with _dashboard().stores.writing() as store:
+        outcome = actions.cancel(store, key)
+    flash(f"Job {key}: {'stopping (its worker stops it)' if outcome == 'stopping' else 'cancelled'}")
+    return redirect(url_for("pages.job", key=key), 303)
+
+
+def _back(default: str) -> str:
+    """Where a button's form says to go back to: a path of this site only."""
+    target = request.form.get("next", "")
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for(default)
