@@ -54,7 +54,8 @@ class DashboardProcess:
 
     # -- plain HTTP (urllib: what a script would do) --
     def request(self, path: str, *, method: str = "GET", data: Optional[bytes] = None,
-                headers: Optional[Dict[str, str]] = None, timeout: float = 10) -> Tuple[int, Dict[str, str], bytes]:
+                headers: Optional[Dict[str, str]] = None,
+                timeout: float = 10) -> Tuple[int, Dict[str, str], bytes]:
         request = urllib.request.Request(self.url.rstrip("/") + path, data=data, method=method,
                                          headers=headers or {})
         try:
@@ -129,7 +130,7 @@ def require_browser() -> str:
     except ImportError:
         path = None
     if path is None:
-        message = "no headless Chromium with Playwright here (apt-get install chromium; pip install playwright)"
+        message = "no headless Chromium and Playwright here: apt-get install chromium; pip install playwright"
         if os.environ.get("PARALLELR_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
