@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -26,14 +27,18 @@ def serve(config: Any) -> int:
     stores = Stores(location)
     feed = ChangeFeed(location)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the console
+    # Bind here, not in make_server: Werkzeug prints a paragraph and exits when a port is taken.
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
     try:
-        server = make_server(options.host, options.port, None, threaded=True)  # type: ignore[arg-type]
+        listener = socket.create_server((options.host, options.port), family=family, backlog=128)
     except OSError as exc:
-        reason = exc.strerror or exc
+        reason = str(exc.strerror or exc).split(" (while attempting", 1)[0]  # Python's own suffix
         raise ParallelrError(f"cannot listen on {options.host}:{options.port}: {reason}") from None
     except (ValueError, UnicodeError) as exc:
         raise ParallelrError(f"cannot listen on {options.host!r}: {exc}") from None
-    port = server.server_port
+    listener.set_inheritable(True)
+    port = listener.getsockname()[1]
+    server = make_server(options.host, port, None, threaded=True, fd=listener.fileno())  # type: ignore[arg-type]
     access = Access.for_bind(options.host, port, options.token, options.read_only)
     server.app = create_app(Dashboard(stores=stores, access=access, feed=feed))
     shown_host = f"[{options.host}]" if ":" in options.host else options.host
