@@ -39,6 +39,8 @@ SHOWN_SQL = (
     " WHEN state IN ('failed', 'timeout') THEN 'failed'"
     " ELSE state END"
 )
+# stored state -> shown name, for every state but pending (which SHOWN_SQL splits three ways)
+_STORED_SHOWN = {"running": "processing", "succeeded": "completed", "failed": "failed", "timeout": "failed"}
 # shown name -> (condition, whether it takes the time now)
 _SHOWN_WHERE: Dict[str, Tuple[str, bool]] = {
     "waiting": ("state = 'pending' AND waiting_on > 0", False),
@@ -536,19 +538,36 @@ class SQLiteQueueMixin:
         return {int(number): count for number, count in rows}
 
     def queue_counts(self, now: float, queue: Optional[str] = None) -> Dict[str, int]:
-        """``{shown state: count}`` of the queue jobs (of ``queue`` if given); absent: none."""
+        """``{shown state: count}`` of the queue jobs (of ``queue`` if given); absent: none.
+
+        Both statements read the index ``jobs_queue_state`` alone, in its order (no sort)."""
         where, params = ("queue = ?", (queue,)) if queue is not None else ("queue IS NOT NULL", ())
+        counts: Dict[str, int] = {}
         with self._reading():
-            rows = self.connection.execute(
-                f"SELECT {SHOWN_SQL}, COUNT(*) FROM jobs WHERE {where} GROUP BY 1", (now, *params)
-            ).fetchall()
-        return {state: count for state, count in rows}
+            for state, count in self.connection.execute(
+                f"SELECT state, COUNT(*) FROM jobs WHERE {where} GROUP BY state", params
+            ).fetchall():
+                if state != _S.PENDING.value:
+                    shown = _STORED_SHOWN.get(state, state)
+                    counts[shown] = counts.get(shown, 0) + count
+            pending, waiting, scheduled = self.connection.execute(
+                "SELECT COUNT(*), TOTAL(waiting_on > 0), TOTAL(waiting_on = 0 AND next_attempt_at > ?)"
+                f" FROM jobs WHERE {where} AND state = 'pending'", (now, *params),
+            ).fetchone()
+        for shown, count in (("pending", pending - waiting - scheduled), ("waiting", waiting),
+                             ("scheduled", scheduled)):
+            if count:
+                counts[shown] = int(count)
+        return counts
 
     def queue_names(self) -> List[str]:
+        """The queues that hold jobs. Grouped in the order of ``jobs_queue_state`` (by state, then
+        queue): reading that index is cheaper than sorting every job's queue name."""
         with self._reading():
-            return [name for (name,) in self.connection.execute(
-                "SELECT DISTINCT queue FROM jobs WHERE queue IS NOT NULL ORDER BY queue"
-            ).fetchall()]
+            rows = self.connection.execute(
+                "SELECT queue FROM jobs WHERE queue IS NOT NULL GROUP BY state, queue"
+            ).fetchall()
+        return sorted({name for (name,) in rows})
 
     def queue_attempts(self, row: int) -> List[QueueAttempt]:
         with self._reading():

@@ -100,16 +100,16 @@ def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
     indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
                if not row[0].startswith("sqlite_autoindex")}
     assert indexes == {"runs_started", "jobs_due", "jobs_run_state", "jobs_key", "jobs_claim",
-                       "jobs_queue_due", "job_deps_on"}
+                       "jobs_queue_due", "job_deps_on", "jobs_queue_state"}
     run_columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
     assert run_columns[-5:] == ["lease_owner", "lease_expires_at", "planned", "plan_digest", "source_stamp"]
-    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert connection.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert connection.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     store.close()
     again = open_store(path)  # opening an up-to-date database changes nothing
-    assert again.connection.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert again.connection.execute("PRAGMA user_version").fetchone()[0] == 5
     again.close()
 
 
@@ -163,7 +163,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     connection.close()
     with pytest.raises(StoreUnavailable) as caught:
         SQLiteJobStore.open(path)
-    assert caught.value.reason == "schema version 5 is newer than this parallelr understands (4)"
+    assert caught.value.reason == "schema version 6 is newer than this parallelr understands (5)"
 
 
 def test_a_locked_database_fails_after_the_busy_timeout(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     connection.close()
     store = open_store(path)
     try:
-        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 5
         run = store.get_run(RUN_ID)
         assert run is not None and (run.lease_owner, run.lease_expires_at) == (None, None)
         assert (run.planned, run.unrecorded) == (None, 0)  # stored up front, as every run was then

@@ -712,7 +712,7 @@ def test_a_version_3_database_is_migrated_to_version_4(tmp_path: Path) -> None:
     connection.close()
     store = open_store(path)
     try:
-        assert sqlite_module.schema_version(store.connection) == 4
+        assert sqlite_module.schema_version(store.connection) == 5
         tables = {row[0] for row in store.connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"job_deps", "workers"} <= tables
@@ -734,7 +734,7 @@ def test_a_version_3_database_is_migrated_to_version_4(tmp_path: Path) -> None:
     finally:
         store.close()
     again = open_store(path)  # opening it again changes nothing
-    assert sqlite_module.schema_version(again.connection) == 4
+    assert sqlite_module.schema_version(again.connection) == 5
     assert again.queue_counts(10.0) == {"processing": 1, "waiting": 1}
     again.close()
 
