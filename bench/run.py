@@ -4,6 +4,7 @@
     python3 bench/run.py --quick         # smaller sizes, 1 repetition (under a minute)
     python3 bench/run.py --only a,b --reps 3 --out /tmp/results
     python3 bench/run.py --only queue    # the job queue (queuectl) alone: workload q
+    python3 bench/run.py --only dashboard   # the web dashboard alone: workload w
     python3 bench/run.py --profile       # py-spy profile of workload a instead of the benchmark
 
 See bench/README.md for what each figure means. Exit status: 0 when every command ran (whether or
@@ -24,6 +25,7 @@ import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
+from _dashboard import dashboard
 from _execute import Stats, run_once
 from _jobqueue import queue
 from _profile import profile_overhead
@@ -35,8 +37,9 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 DEFAULT_REPS = 5
 SCHEMA_VERSION = 1
-BUILDERS = {**BATCH_BUILDERS, "q": queue}
-ALIASES = {"queue": "q"}  # --only queue
+BUILDERS = {**BATCH_BUILDERS, "q": queue, "w": dashboard}
+ALIASES = {"queue": "q", "dashboard": "w"}  # --only queue, --only dashboard
+ALIAS_HELP = "q: also queue, w: also dashboard"
 
 
 @attrs.define(frozen=True)
@@ -53,7 +56,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--reps", type=int, help=f"repetitions per command (default {DEFAULT_REPS}, --quick 1)"
     )
     parser.add_argument(
-        "--only", help=f"comma-separated workloads out of {','.join(BUILDERS)} (q: also queue; default all)"
+        "--only", help=f"comma-separated workloads out of {','.join(BUILDERS)} ({ALIAS_HELP}; default all)"
     )
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="folder for the JSON")
     parser.add_argument("--profile", action="store_true", help="profile workload a with py-spy and exit")
@@ -69,7 +72,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     unknown = [key for key in options.only if key not in BUILDERS]
     if unknown:
         choices = ",".join(BUILDERS)
-        parser.error(f"unknown workload(s) {','.join(unknown)}; choose from {choices} (q: also queue)")
+        parser.error(f"unknown workload(s) {','.join(unknown)}; choose from {choices} ({ALIAS_HELP})")
     return options
 
 

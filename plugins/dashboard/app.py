@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 from urllib.parse import urlencode
 
 import attrs
-from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask import Flask, Response, current_app, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from parallelr import __version__
@@ -107,4 +107,16 @@ def _refusal(status: int, message: str) -> Tuple[Any, int]:
     """One line, as JSON for the API and scripts, else as a page (which still has the menu)."""
     if _is_api() or request.accept_mimetypes.best == "application/json":
         return jsonify({"error": message, "status": status}), status
-    return render_template("error.html", status=status, message=message), status
+    return render_page("error.html", status=status, message=message), status
+
+
+def render_page(template: str, **values: Any) -> str:
+    """The whole page, or only its live block when the page's script asks for an update
+    (header ``X-Live: 1``)."""
+    if request.headers.get("X-Live") != "1":
+        return render_template(template, **values)
+    page = current_app.jinja_env.get_template(template)
+    context: Dict[str, Any] = {}
+    current_app.update_template_context(context)
+    context.update(values)
+    return "".join(page.blocks["live"](page.new_context(context)))

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from parallelr.errors import ParallelrError
 from parallelr.plugins.dashboard import actions, reading
+from parallelr.plugins.dashboard.stores import StoreMissing
 
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/static")
@@ -20,22 +21,23 @@ def _dashboard() -> Any:
 
 
 def _page(template: str, **values: Any) -> Any:
-    """The whole page, or only its live block when the page's script asks for an update."""
-    if request.headers.get("X-Live") == "1":
-        app = current_app
-        page = app.jinja_env.get_template(template)
-        context: Dict[str, Any] = {}
-        app.update_template_context(context)
-        context.update(values)
-        return "".join(page.blocks["live"](page.new_context(context)))
-    return render_template(template, **values)
+    from parallelr.plugins.dashboard.app import render_page
+
+    return render_page(template, **values)
 
 
 @blueprint.get("/")
 def overview() -> Any:
-    with _dashboard().stores.reading() as store:
-        data = reading.overview(store)
-    return _page("overview.html", data=data, form={}, page="overview")
+    return _page("overview.html", **_overview_values(), form={}, page="overview")
+
+
+def _overview_values() -> Dict[str, Any]:
+    """The overview's data; with no store yet, zeros and a note (the add-job form creates it)."""
+    try:
+        with _dashboard().stores.reading() as store:
+            return {"data": reading.overview(store)}
+    except StoreMissing as exc:
+        return {"data": reading.empty_overview(), "notice": str(exc)}
 
 
 @blueprint.get("/jobs")
@@ -89,9 +91,7 @@ def add_job() -> Any:
         with _dashboard().stores.writing() as store:
             (key,) = actions.enqueue(store, [data])
     except ParallelrError as exc:
-        with _dashboard().stores.reading() as store:
-            overview_data = reading.overview(store)
-        return render_template("overview.html", data=overview_data, form=form, error=str(exc),
+        return render_template("overview.html", **_overview_values(), form=form, error=str(exc),
                                page="overview"), 400
     flash(f"Enqueued job {key}")
     return redirect(url_for("pages.job", key=key), 303)

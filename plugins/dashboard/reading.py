@@ -98,6 +98,14 @@ def overview(store: Any, now: Optional[float] = None) -> Dict[str, Any]:
     return data
 
 
+def empty_overview() -> Dict[str, Any]:
+    """The overview of a store that does not exist yet."""
+    buckets = int(RATE_WINDOW / RATE_BUCKET)
+    return {"counts": {state: 0 for state in SHOWN_STATES}, "total": 0, "active": 0, "paused": [],
+            "workers": [], "queues": [], "read_at": time.time(),
+            "rate": {"bucket_seconds": RATE_BUCKET, "per_second": [0.0] * buckets, "last_minute": 0.0}}
+
+
 def rate(store: Any, now: float) -> Dict[str, Any]:
     """Attempts ended per second in ``RATE_BUCKET`` s buckets over the last ``RATE_WINDOW`` s,
     oldest first; ``last_minute``: the mean over the last 60 s."""
