@@ -118,11 +118,15 @@ def _command_of(commands: Dict[str, Command], rest: List[str], prog: str) -> Tup
     return command, name, arguments
 
 
-def _run_command(command: Command, argv: List[str], name: str, manager: Any, preset: Optional[Preset]) -> int:
-    """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings."""
+def _run_command(command: Command, argv: List[str], name: str, manager: Any, preset: Optional[Preset],
+                 children: Sequence[Command] = ()) -> int:
+    """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings;
+    ``children``: the commands found under it (listed in its help)."""
     from parallelr import runner
 
-    parser = Parser(prog=name, description=command.help,
+    epilog = "".join(f"\n  {name} {child.name} ...  {child.help}" for child in children)
+    parser = Parser(prog=name, description=command.help, epilog=f"also:{epilog}" if epilog else None,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
                     preset=preset.name if preset else None)
     command.add_arguments(parser)
     options = parser.parse_args(argv)
@@ -249,7 +253,9 @@ def _main(argv: List[str], prog: str) -> int:
     rest = _without_prescanned(argv)
     if rest and rest[0] in commands:
         command, name, arguments = _command_of(commands, rest, prog)
-        return _run_command(command, arguments, name, manager, preset)
+        children = sorted((child for child in commands.values() if child.parent == command.name),
+                          key=lambda child: child.name)
+        return _run_command(command, arguments, name, manager, preset, children)
     executors = executor_factories(manager)
     if not executors:
         raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")
