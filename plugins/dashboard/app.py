@@ -8,7 +8,7 @@ from typing import Any, Dict, Tuple
 from urllib.parse import urlencode
 
 import attrs
-from flask import Flask, Response, current_app, jsonify, redirect, render_template, request
+from flask import Flask, Response, current_app, jsonify, make_response, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from parallelr import __version__
@@ -35,7 +35,7 @@ def create_app(dashboard: Dashboard) -> Flask:
 
     app = Flask("parallelr.plugins.dashboard")
     app.config.update(MAX_CONTENT_LENGTH=guard.MAX_BODY, SESSION_COOKIE_SAMESITE="Strict",
-                      SESSION_COOKIE_NAME="parallelr_dashboard_session")
+                      SESSION_COOKIE_NAME=dashboard.access.cookie.replace("token", "session"))
     app.secret_key = secrets.token_bytes(32)  # signs the flash messages' cookie; new per process
     app.json.sort_keys = False
     app.extensions["parallelr_dashboard"] = dashboard
@@ -55,7 +55,7 @@ def create_app(dashboard: Dashboard) -> Flask:
             # the token leaves the address bar (and the history) for a cookie
             args = [(key, value) for key, value in request.args.items(multi=True) if key != "token"]
             response = redirect(request.path + ("?" + urlencode(args) if args else ""), 303)
-            response.set_cookie(guard.COOKIE, given or "", httponly=True, samesite="Strict")
+            response.set_cookie(access.cookie, given or "", httponly=True, samesite="Strict")
             return response
         if request.method not in ("GET", "HEAD"):
             if access.read_only:
@@ -110,13 +110,15 @@ def _refusal(status: int, message: str) -> Tuple[Any, int]:
     return render_page("error.html", status=status, message=message), status
 
 
-def render_page(template: str, **values: Any) -> str:
-    """The whole page, or only its live block when the page's script asks for an update
-    (header ``X-Live: 1``)."""
+def render_page(template: str, **values: Any) -> Response:
+    """The whole page, or only its live block (marked ``X-Live-Block: 1``) when the page's script
+    asks for an update (header ``X-Live: 1``)."""
     if request.headers.get("X-Live") != "1":
-        return render_template(template, **values)
+        return make_response(render_template(template, **values))
     page = current_app.jinja_env.get_template(template)
     context: Dict[str, Any] = {}
     current_app.update_template_context(context)
     context.update(values)
-    return "".join(page.blocks["live"](page.new_context(context)))
+    response = make_response("".join(page.blocks["live"](page.new_context(context))))
+    response.headers["X-Live-Block"] = "1"
+    return response

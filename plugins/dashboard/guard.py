@@ -20,7 +20,7 @@ from typing import Any, FrozenSet, Optional, Tuple
 
 import attrs
 
-COOKIE = "parallelr_dashboard_token"
+COOKIE = "parallelr_dashboard_token"  # + "_PORT": browsers send a host's cookies to all its ports
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 MAX_BODY = 64 * 1024  # bytes of a request body: a job is a command line, not a file
@@ -53,6 +53,7 @@ class Access:
     csrf: str
     read_only: bool
     hosts: FrozenSet[str]  # the Host headers a loopback dashboard accepts; empty: any
+    cookie: str = COOKIE  # the token cookie's name
 
     @classmethod
     def for_bind(cls, host: str, port: int, token: Optional[str], read_only: bool) -> Access:
@@ -64,20 +65,22 @@ class Access:
         if loopback:
             names = {host, "127.0.0.1", "localhost", "[::1]"}
             hosts = frozenset(f"{name}:{port}" for name in names) | frozenset(names)
-        return cls(token=token, csrf=secrets.token_urlsafe(24), read_only=read_only, hosts=hosts)
+        return cls(token=token, csrf=secrets.token_urlsafe(24), read_only=read_only, hosts=hosts,
+                   cookie=f"{COOKIE}_{port}")
 
     def host_allowed(self, host: str) -> bool:
         return not self.hosts or host.lower() in self.hosts
 
     def token_of(self, request: Any) -> Tuple[Optional[str], str]:
-        """``(token given, how)``: how is ``"bearer"``, ``"cookie"``, ``"query"`` or ``""``."""
+        """``(token given, how)``: how is ``"query"``, ``"bearer"``, ``"cookie"`` or ``""``. The URL's
+        token comes first: the printed URL must work in a browser that keeps an older cookie."""
+        if "token" in request.args:
+            return request.args["token"], "query"
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
             return header[len("Bearer "):].strip(), "bearer"
-        if COOKIE in request.cookies:
-            return request.cookies[COOKIE], "cookie"
-        if "token" in request.args:
-            return request.args["token"], "query"
+        if self.cookie in request.cookies:
+            return request.cookies[self.cookie], "cookie"
         return None, ""
 
     def token_ok(self, given: Optional[str]) -> bool:

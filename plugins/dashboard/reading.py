@@ -26,6 +26,7 @@ MAX_PAGE = 500
 RATE_WINDOW = 300.0  # seconds of jobs/s history on the overview
 RATE_BUCKET = 10.0
 RUNS_SHOWN = 100
+LAST = "last"  # the newest run, as in 'parallelr runs show last'
 
 
 class NotFound(UsageError):
@@ -164,9 +165,10 @@ def run_detail(store: Any, run_id: str, after: int = -1, limit: int = PAGE,
     """A run: its record, a page of its tasks (positions after ``after``) and its timeline (as
     values, and laid out for drawing)."""
     now = time.time() if now is None else now
-    run = store.get_run(run_id)
+    run = store.latest_run() if run_id == LAST else store.get_run(run_id)
     if run is None:
-        raise NotFound(f"no batch run with ID {run_id!r}")
+        raise NotFound("no batch run is recorded yet" if run_id == LAST else f"no batch run with ID {run_id!r}")
+    run_id = run.id
     tasks = []
     for job in store.iter_jobs(run_id, after=after):
         if len(tasks) == limit + 1:

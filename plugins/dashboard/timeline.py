@@ -77,8 +77,9 @@ class Timeline:
         if self.span <= 0:
             return [(LABEL_WIDTH, "0 s")]
         scale = (WIDTH - LABEL_WIDTH) / self.span
-        return [(LABEL_WIDTH + (self.span * i / count) * scale, f"{self.span * i / count:.1f} s")
-                for i in range(count + 1)]
+        step = self.span / count
+        digits = 0 if step >= 10 else 1 if step >= 1 else 2 if step >= 0.1 else 3
+        return [(LABEL_WIDTH + step * i * scale, f"{step * i:.{digits}f} s") for i in range(count + 1)]
 
     def slot_y(self, slot: int) -> float:
         return self.slots.index(slot) * ROW_HEIGHT + ROW_HEIGHT

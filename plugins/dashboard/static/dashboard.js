@@ -18,8 +18,13 @@
     if (busy) { again = true; return; }
     busy = true;
     last = Date.now();
-    fetch(window.location.href, { headers: { "X-Live": "1" }, credentials: "same-origin", cache: "no-store" })
-      .then(function (response) { return response.text(); })
+    fetch(live.dataset.source || window.location.href,
+          { headers: { "X-Live": "1" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (response) {
+        // only a live block the server marked as one (a page's, or its error's) is swapped in
+        if (response.headers.get("X-Live-Block") !== "1") { throw new Error("not a live block"); }
+        return response.text();
+      })
       .then(function (html) {
         live.innerHTML = html;
         live.dataset.updated = String(Date.now());
