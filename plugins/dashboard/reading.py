@@ -167,7 +167,8 @@ def run_detail(store: Any, run_id: str, after: int = -1, limit: int = PAGE,
     now = time.time() if now is None else now
     run = store.latest_run() if run_id == LAST else store.get_run(run_id)
     if run is None:
-        raise NotFound("no batch run is recorded yet" if run_id == LAST else f"no batch run with ID {run_id!r}")
+        raise NotFound("no batch run is recorded yet" if run_id == LAST
+                       else f"no batch run with ID {run_id!r}")
     run_id = run.id
     tasks = []
     for job in store.iter_jobs(run_id, after=after):
