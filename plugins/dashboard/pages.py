@@ -91,8 +91,9 @@ def add_job() -> Any:
         with _dashboard().stores.writing() as store:
             (key,) = actions.enqueue(store, [data])
     except ParallelrError as exc:
+        # live updates of this page fetch the overview, not this POST's address
         return render_template("overview.html", **_overview_values(), form=form, error=str(exc),
-                               page="overview"), 400
+                               page="overview", live_source=url_for("pages.overview")), 400
     flash(f"Enqueued job {key}")
     return redirect(url_for("pages.job", key=key), 303)
 
