@@ -95,6 +95,14 @@ def escape_line(text: str) -> str:
     return _CONTROL.sub(_visible, text)
 
 
+def escape_controls(text: str) -> str:
+    """``text`` with its newlines kept and every other control character written as a visible
+    escape, as :func:`escape_line` writes them: for a text of several lines (an output tail)."""
+    if text.isprintable():
+        return text
+    return CONTROL_IN_LINES.sub(_visible, text)
+
+
 def never_started(result: TaskResult) -> bool:
     """A task the run recorded without starting it (a stop or a signal came first): it gets its
     CSV row, but the console and the main log count it in one line at the end instead of a line

@@ -842,7 +842,8 @@ class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
 
     def run_attempts(self, run_id: str) -> Iterator[Tuple[int, str, AttemptRecord]]:
         """``(position, source, attempt)`` of every attempt of a run's jobs, by start time (its
-        timeline), a page at a time."""
+        timeline), a page at a time; then the attempts still running (status ``RUNNING``, no end:
+        an attempt gets its history row when it ends)."""
         columns = ", ".join(f"a.{name.strip()}" for name in ATTEMPT_COLUMNS.split(","))
         query = (
             f"SELECT j.position, j.source, {columns} FROM attempts a JOIN jobs j ON j.id = a.job_id"
@@ -856,9 +857,19 @@ class SQLiteJobStore(SQLiteQueueMixin, SQLiteWorkersMixin):
             for row in rows:
                 yield row[0], from_sql_text(row[1]) or "", attempt_from_row(row[2:])
             if len(rows) < PAGE_SIZE:
-                return
+                break
             last = rows[-1]
             after = (last[8] or 0.0, last[2], last[3])
+        with self._reading():
+            running = self.connection.execute(
+                "SELECT position, source, id, attempts, 'RUNNING', NULL, pid, worker_id, started_at,"
+                " NULL, NULL, NULL FROM jobs WHERE run_id = ? AND state = 'running' AND NOT EXISTS (SELECT 1"
+                " FROM attempts WHERE attempts.job_id = jobs.id AND attempts.attempt = jobs.attempts)"
+                " ORDER BY started_at",
+                (run_id,),
+            ).fetchall()
+        for row in running:
+            yield row[0], from_sql_text(row[1]) or "", attempt_from_row(row[2:])
 
     def attempts_of(self, job_id: int) -> List[AttemptRecord]:
         with self._reading():

@@ -170,9 +170,9 @@ class QueueStatus:
         return sum(self.count(state) for state in ACTIVE)
 
 
-def status(store: Any, queue: Optional[str] = None) -> QueueStatus:
+def status(store: Any, queue: Optional[str] = None, now: Optional[float] = None) -> QueueStatus:
     settings = queue_settings(store)
-    now = time.time()
+    now = time.time() if now is None else now
     return QueueStatus(
         counts=store.queue_counts(now, queue),
         workers=tuple(store.list_workers(now - settings.lease_seconds)),

@@ -54,6 +54,11 @@ def parse_json(text: str, where: str = "") -> Dict[str, Any]:
         raise JobError(f"{where}invalid JSON: {exc}") from None
     except RecursionError:
         raise JobError(f"{where}invalid JSON: nested too deeply") from None
+    return checked_object(value, where)
+
+
+def checked_object(value: Any, where: str = "") -> Dict[str, Any]:
+    """``value`` if it is a JSON object (a job), else the one line saying what it is instead."""
     if not isinstance(value, dict):
         raise JobError(f"{where}a job is a JSON object such as '{{\"command\": \"echo hi\"}}', "
                        f"not {_json_type(value)}")

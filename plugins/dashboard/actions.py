@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from parallelr.errors import UsageError
 from parallelr.queue import service
-from parallelr.queue.spec import JobReader
+from parallelr.queue.spec import JobReader, checked_object
 
 # The add-job form's fields, as the job object's fields (the rest of a job's fields come by JSON).
 FORM_FIELDS = ("id", "command", "queue", "priority", "delay", "max_retries", "timeout")
@@ -43,9 +43,8 @@ def enqueue(store: Any, jobs: List[Mapping[str, Any]]) -> List[str]:
     reader = JobReader(service.queue_settings(store).max_retries, time.time())
     checked = []
     for number, data in enumerate(jobs, 1):
-        if not isinstance(data, dict):
-            raise UsageError(f"job {number}: a job is a JSON object, e.g. {{\"command\": \"echo hi\"}}")
-        checked.append(reader.job(data, f"job {number}: " if len(jobs) > 1 else ""))
+        where = f"job {number}: " if len(jobs) > 1 else ""
+        checked.append(reader.job(checked_object(data, where), where))
     return service.enqueue(store, checked)
 
 

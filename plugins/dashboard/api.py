@@ -6,12 +6,14 @@ GET never changes anything. POST takes JSON and needs the CSRF token (``X-CSRF-T
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
 
 from parallelr.errors import UsageError
 from parallelr.plugins.dashboard import actions, reading
+from parallelr.queue.spec import checked_object
 
 blueprint = Blueprint("api", __name__)
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream (finds closed connections)
@@ -41,8 +43,14 @@ def jobs() -> Any:
         return jsonify(reading.jobs_page(store, wanted))
 
 
+@blueprint.get("/job")
+def job() -> Any:
+    """``/api/job?id=ID``: for any ID (``/api/jobs/ID`` is the same for IDs without dot segments)."""
+    return job_at(request.args.get("id", ""))
+
+
 @blueprint.get("/jobs/<path:key>")
-def job(key: str) -> Any:
+def job_at(key: str) -> Any:
     with _dashboard().stores.reading() as store:
         return jsonify(reading.job_detail(store, key))
 
@@ -62,7 +70,7 @@ def runs() -> Any:
 
 @blueprint.get("/runs/<run_id>")
 def run(run_id: str) -> Any:
-    after = reading.whole(request.args.get("after"), "after", 0, None)
+    after = reading.whole(request.args.get("after"), "after", 0, reading.MAX_ROW)
     with _dashboard().stores.reading() as store:
         data, _drawn = reading.run_detail(store, run_id, after=-1 if after is None else after)
     return jsonify(data)
@@ -90,18 +98,23 @@ def events() -> Any:
 
 # -- actions -------------------------------------------------------------------------------------
 def _body() -> Any:
-    data = request.get_json(silent=True)
-    if data is None:
+    if not request.is_json:
         raise UsageError("the request body must be JSON (Content-Type: application/json)")
-    return data
+    try:
+        return json.loads(request.get_data(as_text=True))
+    except ValueError as exc:
+        raise UsageError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError("invalid JSON: nested too deeply") from None
 
 
 @blueprint.post("/jobs")
 def enqueue() -> Any:
     """A job object, or a list of them (one transaction): as ``queuectl enqueue``."""
     data = _body()
+    jobs = data if isinstance(data, list) else [checked_object(data)]
     with _dashboard().stores.writing() as store:
-        keys = actions.enqueue(store, data if isinstance(data, list) else [data])
+        keys = actions.enqueue(store, jobs)
     return jsonify({"ids": keys}), 201
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any, Dict, Tuple
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import attrs
 from flask import Flask, Response, current_app, jsonify, make_response, redirect, render_template, request
@@ -19,6 +19,7 @@ from parallelr.plugins.dashboard.guard import Access
 from parallelr.plugins.dashboard.reading import NotFound
 from parallelr.plugins.dashboard.stores import ChangeFeed, StoreMissing, Stores
 from parallelr.queue.service import JobNotFound
+from parallelr.report import escape_controls
 
 
 @attrs.frozen
@@ -38,6 +39,9 @@ def create_app(dashboard: Dashboard) -> Flask:
                       SESSION_COOKIE_NAME=dashboard.access.cookie.replace("token", "session"))
     app.secret_key = secrets.token_bytes(32)  # signs the flash messages' cookie; new per process
     app.json.sort_keys = False
+    # Every value a template writes is user data: control characters (NUL, ESC ...) are shown as
+    # visible escapes, as on the command line, before the autoescape turns markup into text.
+    app.jinja_env.finalize = lambda value: escape_controls(value) if isinstance(value, str) else value
     app.extensions["parallelr_dashboard"] = dashboard
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(api.blueprint, url_prefix="/api")
@@ -54,7 +58,7 @@ def create_app(dashboard: Dashboard) -> Flask:
         if how == "query" and request.method == "GET" and not _is_api():
             # the token leaves the address bar (and the history) for a cookie
             args = [(key, value) for key, value in request.args.items(multi=True) if key != "token"]
-            response = redirect(request.path + ("?" + urlencode(args) if args else ""), 303)
+            response = redirect(quote(request.path) + ("?" + urlencode(args) if args else ""), 303)
             response.set_cookie(access.cookie, given or "", httponly=True, samesite="Strict")
             return response
         if request.method not in ("GET", "HEAD"):

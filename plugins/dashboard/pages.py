@@ -4,6 +4,7 @@ itself when the store changes, without a reload."""
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any, Dict
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -51,8 +52,18 @@ def jobs() -> Any:
                  first_query=wanted.query(None) if wanted.before else None)
 
 
+@blueprint.get("/job")
+def job() -> Any:
+    """A job's page: ``/job?id=ID`` (a query, so that an ID such as ``../dead`` stays itself)."""
+    return _job_page(request.args.get("id", ""))
+
+
 @blueprint.get("/jobs/<path:key>")
-def job(key: str) -> Any:
+def job_at(key: str) -> Any:
+    return _job_page(key)
+
+
+def _job_page(key: str) -> Any:
     with _dashboard().stores.reading() as store:
         data = reading.job_detail(store, key)
     return _page("job.html", job=data, page="jobs")
@@ -76,7 +87,7 @@ def runs() -> Any:
 
 @blueprint.get("/runs/<run_id>")
 def run(run_id: str) -> Any:
-    after = reading.whole(request.args.get("after"), "after", 0, None)
+    after = reading.whole(request.args.get("after"), "after", 0, reading.MAX_ROW)
     with _dashboard().stores.reading() as store:
         data, drawn = reading.run_detail(store, run_id, after=-1 if after is None else after)
     return _page("run.html", run=data, timeline=drawn, page="runs")
@@ -95,7 +106,7 @@ def add_job() -> Any:
         return render_template("overview.html", **_overview_values(), form=form, error=str(exc),
                                page="overview", live_source=url_for("pages.overview")), 400
     flash(f"Enqueued job {key}")
-    return redirect(url_for("pages.job", key=key), 303)
+    return redirect(url_for("pages.job", id=key), 303)
 
 
 @blueprint.post("/actions/retry")
@@ -115,12 +126,15 @@ def cancel() -> Any:
     with _dashboard().stores.writing() as store:
         outcome = actions.cancel(store, key)
     flash(f"Job {key}: {'stopping (its worker stops it)' if outcome == 'stopping' else 'cancelled'}")
-    return redirect(url_for("pages.job", key=key), 303)
+    return redirect(url_for("pages.job", id=key), 303)
 
 
 def _back(default: str) -> str:
-    """Where a button's form says to go back to: a path of this site only."""
+    """Where a button's form says to go back to: a path of this site only (no scheme, no host,
+    nothing a browser would read as another site: ``//host``, ``/\\host``, controls, spaces)."""
     target = request.form.get("next", "")
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    parts = urllib.parse.urlsplit(target)
+    if (target.startswith("/") and not parts.scheme and not parts.netloc and target.isprintable()
+            and not any(char.isspace() or char == "\\" for char in target) and not target.startswith("//")):
         return target
     return url_for(default)

@@ -26,6 +26,7 @@ MAX_PAGE = 500
 RATE_WINDOW = 300.0  # seconds of jobs/s history on the overview
 RATE_BUCKET = 10.0
 RUNS_SHOWN = 100
+MAX_ROW = 2 ** 63 - 1  # SQLite's largest integer: a cursor beyond it is a bad request, not an overflow
 LAST = "last"  # the newest run, as in 'parallelr runs show last'
 
 
@@ -59,7 +60,7 @@ class JobFilter:
             queue = queue_name(queue, "queue")
         text = (args.get("q") or "").strip() or None
         return cls(states=wanted, queue=queue, text=text,
-                   before=whole(args.get("before"), "before", 1, None),
+                   before=whole(args.get("before"), "before", 1, MAX_ROW),
                    limit=whole(args.get("limit"), "limit", 1, MAX_PAGE) or PAGE)
 
     def query(self, before: Optional[int]) -> Dict[str, Any]:
@@ -91,7 +92,7 @@ def whole(text: Optional[str], name: str, low: int, high: Optional[int]) -> Opti
 def overview(store: Any, now: Optional[float] = None) -> Dict[str, Any]:
     """Counts by state, jobs/s over the last minutes, workers, paused queues."""
     now = time.time() if now is None else now
-    data = views.status_dict(service.status(store), now)
+    data = views.status_dict(service.status(store, now=now), now)
     data["counts"] = {state: data["counts"].get(state, 0) for state in SHOWN_STATES}
     data["queues"] = store.queue_names()
     data["rate"] = rate(store, now)

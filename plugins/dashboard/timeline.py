@@ -19,7 +19,7 @@ MIN_BAR = 1.0  # an instant attempt is still a visible bar
 # Status -> the bar's CSS class; anything else is "other" (a class name never comes from data).
 STATUS_CLASSES = {
     "SUCCESS": "ok", "FAILED": "failed", "TIMEOUT": "timeout", "ERROR": "error", "CANCELLED": "cancelled",
-    "LOST": "error", "INTERRUPTED": "cancelled",
+    "LOST": "error", "INTERRUPTED": "cancelled", "RUNNING": "running",
 }
 
 
@@ -93,19 +93,25 @@ def build(attempts: Iterable[Tuple[int, str, AttemptRecord]], now: float) -> Tim
     if not drawn:
         return Timeline((), (), now, now, ROW_HEIGHT)
     start = min(attempt.started_at for _p, _n, attempt in drawn)  # type: ignore[type-var]
-    end = max(attempt.ended_at or now for _p, _n, attempt in drawn)
+    end = max(_end(attempt, now) for _p, _n, attempt in drawn)
     slots = tuple(sorted({attempt.worker_id or 0 for _p, _n, attempt in drawn}))
     rows = {slot: index for index, slot in enumerate(slots)}
     scale = (WIDTH - LABEL_WIDTH) / (end - start) if end > start else 0.0
     bars = []
     for position, name, attempt in drawn:
         begun = float(attempt.started_at)  # type: ignore[arg-type]
-        ended = float(attempt.ended_at or now)
+        ended = _end(attempt, now)
         slot = attempt.worker_id or 0
+        width = max(MIN_BAR, (ended - begun) * scale)
         bars.append(Bar(
             slot=slot, task=name, position=position, attempt=attempt.attempt, status=attempt.status,
             exit_code=attempt.exit_code, started_at=begun, ended_at=ended,
-            x=LABEL_WIDTH + (begun - start) * scale, y=rows[slot] * ROW_HEIGHT + ROW_HEIGHT + 2,
-            width=max(MIN_BAR, (ended - begun) * scale),
+            x=min(LABEL_WIDTH + (begun - start) * scale, WIDTH - width),  # an instant at the end stays inside
+            y=rows[slot] * ROW_HEIGHT + ROW_HEIGHT + 2, width=width,
         ))
     return Timeline(slots, tuple(bars), start, end, (len(slots) + 1) * ROW_HEIGHT + 4)
+
+
+def _end(attempt: AttemptRecord, now: float) -> float:
+    """An attempt still running (no end yet) is drawn up to ``now``."""
+    return float(now if attempt.ended_at is None else attempt.ended_at)
