@@ -26,6 +26,8 @@ import math
 import os
 import random
 import re
+import shutil
+import socket
 import sqlite3
 import statistics
 import sys
@@ -135,8 +137,8 @@ def pages(store_jobs: int) -> Tuple[Page, ...]:
         Page("jobs-search", f"GET /jobs?q=part-{SEARCH_JOB:05d} (1 match)", f"/jobs?q=part-{SEARCH_JOB:05d}"),
         Page("jobs-deep", f"GET /jobs?before={before} (page {deep + 1})", f"/jobs?before={before}"),
         Page("dead", "GET /dead", "/dead"),
-        Page("job", f"GET /jobs/{_key(DETAIL_JOB)} (dead, {MAX_ATTEMPTS} attempts)",
-             f"/jobs/{_key(DETAIL_JOB)}"),
+        Page("job", f"GET /job?id={_key(DETAIL_JOB)} (dead, {MAX_ATTEMPTS} attempts)",
+             f"/job?id={_key(DETAIL_JOB)}"),
     )
 
 
@@ -352,12 +354,14 @@ class _LiveClient:
         self._changed = threading.Event()
         self._stopping = threading.Event()
         self._stream: Optional[http.client.HTTPConnection] = None
+        self._socket: Optional[socket.socket] = None
         self._threads = [threading.Thread(target=self._listen, name="bench-live-events", daemon=True),
                          threading.Thread(target=self._fetch, name="bench-live-fetch", daemon=True)]
 
     def __enter__(self) -> _LiveClient:
         self._stream = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
         self._stream.request("GET", "/api/events", headers={"Accept": "text/event-stream"})
+        self._socket = self._stream.sock  # the response takes it over (Connection: close)
         response = self._stream.getresponse()
         if response.status != 200:
             raise RuntimeError(f"GET /api/events: HTTP {response.status}")
@@ -369,9 +373,9 @@ class _LiveClient:
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
         self._changed.set()
-        if self._stream is not None and self._stream.sock is not None:
+        if self._socket is not None:
             with contextlib.suppress(OSError):
-                self._stream.sock.shutdown(2)  # the listener's read returns
+                self._socket.shutdown(socket.SHUT_RDWR)  # the listener's read returns at once
         for thread in self._threads:
             thread.join(timeout=HTTP_TIMEOUT)
         if self._stream is not None:
@@ -536,6 +540,12 @@ class DashboardBench:
 
         def run(env: Dict[str, str], cwd: str) -> Sample:
             folder = self.folder(f"drain-{'big' if big else 'fresh'}{'-dashboard' if with_dashboard else ''}")
+            try:
+                return drain(folder, env, cwd)
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)  # a copy of the big store is 60 MB
+
+        def drain(folder: str, env: Dict[str, str], cwd: str) -> Sample:
             db = os.path.join(folder, "queue.db")
             first_row = 0
             scope: Tuple[str, ...] = ()
@@ -624,6 +634,16 @@ def _change(top: Optional[float], bottom: Optional[float]) -> Optional[float]:
     return None if top is None or not bottom else (top / bottom - 1) * 100
 
 
+def _paired(plain: Stats, opened: Stats) -> Optional[float]:
+    """The rate change of each repetition (its two drains ran one after the other), median: drift
+    of the machine's speed between repetitions cancels out."""
+    if plain.failed is not None or opened.failed is not None:
+        return None
+    changes = [(without.wall_s / with_open.wall_s - 1) * 100
+               for without, with_open in zip(plain.samples, opened.samples) if with_open.wall_s > 0]
+    return _median(changes)
+
+
 def dashboard(setup: Setup) -> Workload:
     sizes = QUICK_SIZES if setup.sizes == QUICK else FULL
     params: Dict[str, object] = {
@@ -656,6 +676,8 @@ def dashboard(setup: Setup) -> Workload:
         variants.append(Variant(key=key, label=label, argv=(*ctl, "worker", "start", "--count", str(workers)),
                                 run=bench.drain_run(big, with_dashboard)))
 
+    cpus = os.cpu_count() or 1
+
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
         figures: List[Figure] = []
         for page in shown:
@@ -684,6 +706,8 @@ def dashboard(setup: Setup) -> Workload:
                 Figure(f"{where}: drain rate with dashboard + live page", with_open, JOBS_PER_S),
                 at_least(f"{where}: drain rate with dashboard vs without", _change(with_open, without),
                          DRAIN_TARGET_PERCENT, "%"),
+                Figure(f"{where}: the same, median of the repetitions' own changes",
+                       _paired(stats[plain], stats[opened]), "%"),
                 Figure(f"{where}: the same by the worker log (first 'picked' -> last 'completed')",
                        _change(log_with, log_without), "%"),
                 Figure(f"{where}: live fetches of / per drain (median)",
@@ -691,8 +715,10 @@ def dashboard(setup: Setup) -> Workload:
                 Figure(f"{where}: live fetch of / during the drain, median", _ms(_median(fetches)), MS),
                 Figure(f"{where}: live fetch of / during the drain, p90", _ms(_percentile(fetches, 0.9)), MS),
                 Figure(f"{where}: dashboard CPU during the drain (median)", cpu, "s"),
-                Figure(f"{where}: dashboard CPU / drain wall time",
+                Figure(f"{where}: dashboard CPU / drain wall time (share of one CPU)",
                        None if cpu is None or not wall else cpu / wall),
+                Figure(f"{where}: dashboard CPU / (drain wall time x {cpus} CPUs)",
+                       None if cpu is None or not wall else cpu / wall / cpus),
             ]
         return figures
 

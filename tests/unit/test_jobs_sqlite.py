@@ -100,7 +100,7 @@ def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
     indexes = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
                if not row[0].startswith("sqlite_autoindex")}
     assert indexes == {"runs_started", "jobs_due", "jobs_run_state", "jobs_key", "jobs_claim",
-                       "jobs_queue_due", "job_deps_on", "jobs_queue_state"}
+                       "jobs_queue_due", "job_deps_on", "jobs_queue_state", "jobs_state_row"}
     run_columns = [row[1] for row in connection.execute("PRAGMA table_info(runs)")]
     assert run_columns[-5:] == ["lease_owner", "lease_expires_at", "planned", "plan_digest", "source_stamp"]
     assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
