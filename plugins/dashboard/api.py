@@ -9,37 +9,34 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from parallelr.errors import UsageError
 from parallelr.plugins.dashboard import actions, reading
+from parallelr.plugins.dashboard.rendering import current_dashboard
 from parallelr.queue.spec import checked_object
 
 blueprint = Blueprint("api", __name__)
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream (finds closed connections)
 
 
-def _dashboard() -> Any:
-    return current_app.extensions["parallelr_dashboard"]
-
-
 @blueprint.get("/session")
 def session() -> Any:
-    access = _dashboard().access
+    access = current_dashboard().access
     return jsonify({"csrf_token": access.csrf, "read_only": access.read_only,
-                    "store": _dashboard().stores.location})
+                    "store": current_dashboard().stores.location})
 
 
 @blueprint.get("/status")
 def status() -> Any:
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         return jsonify(reading.overview(store))
 
 
 @blueprint.get("/jobs")
 def jobs() -> Any:
     wanted = reading.JobFilter.parse(request.args)
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         return jsonify(reading.jobs_page(store, wanted))
 
 
@@ -51,27 +48,27 @@ def job() -> Any:
 
 @blueprint.get("/jobs/<path:key>")
 def job_at(key: str) -> Any:
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         return jsonify(reading.job_detail(store, key))
 
 
 @blueprint.get("/dead")
 def dead() -> Any:
     wanted = reading.JobFilter.parse(request.args, states=("dead",))
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         return jsonify(reading.jobs_page(store, wanted))
 
 
 @blueprint.get("/runs")
 def runs() -> Any:
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         return jsonify({"runs": reading.runs(store)})
 
 
 @blueprint.get("/runs/<run_id>")
 def run(run_id: str) -> Any:
     after = reading.whole(request.args.get("after"), "after", 0, reading.MAX_ROW)
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         data, _drawn = reading.run_detail(store, run_id, after=-1 if after is None else after)
     return jsonify(data)
 
@@ -79,7 +76,7 @@ def run(run_id: str) -> Any:
 @blueprint.get("/events")
 def events() -> Any:
     """Server-sent events: ``change`` (data: a counter) whenever the store changed."""
-    feed = _dashboard().feed
+    feed = current_dashboard().feed
 
     def stream() -> Iterator[str]:
         seen = feed.version
@@ -113,7 +110,7 @@ def enqueue() -> Any:
     """A job object, or a list of them (one transaction): as ``queuectl enqueue``."""
     data = _body()
     jobs = data if isinstance(data, list) else [checked_object(data)]
-    with _dashboard().stores.writing() as store:
+    with current_dashboard().stores.writing() as store:
         keys = actions.enqueue(store, jobs)
     return jsonify({"ids": keys}), 201
 
@@ -128,7 +125,7 @@ def retry() -> Any:
     if keys is not None and (not isinstance(keys, list) or not keys
                              or not all(isinstance(key, str) for key in keys)):
         raise UsageError('"ids" must be a non-empty list of job IDs (strings), or send {"all": true}')
-    with _dashboard().stores.writing() as store:
+    with current_dashboard().stores.writing() as store:
         return jsonify({"retried": actions.retry(store, keys)})
 
 
@@ -139,5 +136,5 @@ def cancel() -> Any:
     key = data.get("id") if isinstance(data, dict) else None
     if not isinstance(key, str) or not key:
         raise UsageError('send {"id": "JOB ID"}')
-    with _dashboard().stores.writing() as store:
+    with current_dashboard().stores.writing() as store:
         return jsonify({"id": key, "outcome": actions.cancel(store, key)})

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, Dict, Tuple
+from typing import Any, Tuple
 from urllib.parse import quote, urlencode
 
 import attrs
-from flask import Flask, Response, current_app, jsonify, make_response, redirect, render_template, request
+from flask import Flask, Response, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
 
 from parallelr import __version__
@@ -17,6 +17,7 @@ from parallelr.jobs.errors import StoreUnavailable
 from parallelr.plugins.dashboard import guard
 from parallelr.plugins.dashboard.guard import Access
 from parallelr.plugins.dashboard.reading import NotFound
+from parallelr.plugins.dashboard.rendering import render_page
 from parallelr.plugins.dashboard.stores import ChangeFeed, StoreMissing, Stores
 from parallelr.queue.service import JobNotFound
 from parallelr.report import escape_controls
@@ -112,17 +113,3 @@ def _refusal(status: int, message: str) -> Tuple[Any, int]:
     if _is_api() or request.accept_mimetypes.best == "application/json":
         return jsonify({"error": message, "status": status}), status
     return render_page("error.html", status=status, message=message), status
-
-
-def render_page(template: str, **values: Any) -> Response:
-    """The whole page, or only its live block (marked ``X-Live-Block: 1``) when the page's script
-    asks for an update (header ``X-Live: 1``)."""
-    if request.headers.get("X-Live") != "1":
-        return make_response(render_template(template, **values))
-    page = current_app.jinja_env.get_template(template)
-    context: Dict[str, Any] = {}
-    current_app.update_template_context(context)
-    context.update(values)
-    response = make_response("".join(page.blocks["live"](page.new_context(context))))
-    response.headers["X-Live-Block"] = "1"
-    return response

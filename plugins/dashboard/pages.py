@@ -7,35 +7,26 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Dict
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from parallelr.errors import ParallelrError
 from parallelr.plugins.dashboard import actions, reading
+from parallelr.plugins.dashboard.rendering import current_dashboard, render_page
 from parallelr.plugins.dashboard.stores import StoreMissing
 
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/static")
 
 
-def _dashboard() -> Any:
-    return current_app.extensions["parallelr_dashboard"]
-
-
-def _page(template: str, **values: Any) -> Any:
-    from parallelr.plugins.dashboard.app import render_page
-
-    return render_page(template, **values)
-
-
 @blueprint.get("/")
 def overview() -> Any:
-    return _page("overview.html", **_overview_values(), form={}, page="overview")
+    return render_page("overview.html", **_overview_values(), form={}, page="overview")
 
 
 def _overview_values() -> Dict[str, Any]:
     """The overview's data; with no store yet, zeros and a note (the add-job form creates it)."""
     try:
-        with _dashboard().stores.reading() as store:
+        with current_dashboard().stores.reading() as store:
             return {"data": reading.overview(store)}
     except StoreMissing as exc:
         return {"data": reading.empty_overview(), "notice": str(exc)}
@@ -44,10 +35,10 @@ def _overview_values() -> Dict[str, Any]:
 @blueprint.get("/jobs")
 def jobs() -> Any:
     wanted = reading.JobFilter.parse(request.args)
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         data = reading.jobs_page(store, wanted)
         queues = store.queue_names()
-    return _page("jobs.html", data=data, wanted=wanted, queues=queues, page="jobs",
+    return render_page("jobs.html", data=data, wanted=wanted, queues=queues, page="jobs",
                  next_query=wanted.query(data["next_before"]) if data["next_before"] else None,
                  first_query=wanted.query(None) if wanted.before else None)
 
@@ -64,33 +55,33 @@ def job_at(key: str) -> Any:
 
 
 def _job_page(key: str) -> Any:
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         data = reading.job_detail(store, key)
-    return _page("job.html", job=data, page="jobs")
+    return render_page("job.html", job=data, page="jobs")
 
 
 @blueprint.get("/dead")
 def dead() -> Any:
     wanted = reading.JobFilter.parse(request.args, states=("dead",))
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         data = reading.jobs_page(store, wanted)
-    return _page("dead.html", data=data, wanted=wanted, page="dead",
+    return render_page("dead.html", data=data, wanted=wanted, page="dead",
                  next_query=wanted.query(data["next_before"]) if data["next_before"] else None)
 
 
 @blueprint.get("/runs")
 def runs() -> Any:
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         data = reading.runs(store)
-    return _page("runs.html", runs=data, page="runs")
+    return render_page("runs.html", runs=data, page="runs")
 
 
 @blueprint.get("/runs/<run_id>")
 def run(run_id: str) -> Any:
     after = reading.whole(request.args.get("after"), "after", 0, reading.MAX_ROW)
-    with _dashboard().stores.reading() as store:
+    with current_dashboard().stores.reading() as store:
         data, drawn = reading.run_detail(store, run_id, after=-1 if after is None else after)
-    return _page("run.html", run=data, timeline=drawn, page="runs")
+    return render_page("run.html", run=data, timeline=drawn, page="runs")
 
 
 # -- actions (POST, CSRF-checked by the app) ---------------------------------------------------
@@ -99,7 +90,7 @@ def add_job() -> Any:
     form = {name: request.form.get(name, "") for name in actions.FORM_FIELDS}
     try:
         data = actions.job_from_form(request.form)
-        with _dashboard().stores.writing() as store:
+        with current_dashboard().stores.writing() as store:
             (key,) = actions.enqueue(store, [data])
     except ParallelrError as exc:
         # live updates of this page fetch the overview, not this POST's address
@@ -114,7 +105,7 @@ def retry() -> Any:
     keys = None if request.form.get("all") == "1" else request.form.getlist("id")
     if keys is not None and not keys:
         raise ParallelrError("say which dead job to retry (or retry all)")
-    with _dashboard().stores.writing() as store:
+    with current_dashboard().stores.writing() as store:
         count = actions.retry(store, keys)
     flash(f"{count} dead job(s) back to pending")
     return redirect(_back("pages.dead"), 303)
@@ -123,7 +114,7 @@ def retry() -> Any:
 @blueprint.post("/actions/cancel")
 def cancel() -> Any:
     key = request.form.get("id", "")
-    with _dashboard().stores.writing() as store:
+    with current_dashboard().stores.writing() as store:
         outcome = actions.cancel(store, key)
     flash(f"Job {key}: {'stopping (its worker stops it)' if outcome == 'stopping' else 'cancelled'}")
     return redirect(url_for("pages.job", id=key), 303)
