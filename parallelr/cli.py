@@ -109,8 +109,8 @@ def _command_of(commands: Dict[str, Command], rest: List[str], prog: str) -> Tup
     name = prog if prog == command.program else f"{prog} {command.name}"
     arguments = rest[1:]
     # The parent's own --db may come first: ``queuectl --db PATH dashboard``.
-    db = arguments[:2] if arguments[:1] == ["--db"] else arguments[:1] if arguments[:1] and \
-        arguments[0].startswith("--db=") else []
+    first = arguments[0] if arguments else ""
+    db = arguments[:2] if first == "--db" else arguments[:1] if first.startswith("--db=") else []
     after = arguments[len(db):]
     child = commands.get(after[0]) if after else None
     if child is not None and child.parent == command.name:

@@ -33,8 +33,8 @@ status, exit code, times and error. ``settings``: key/value pairs for the queue.
 database and upgrades an older one step by step (version 2 added the run lease, version 3 the
 run's planning columns ``planned``, ``plan_digest`` and ``source_stamp``: a big run's jobs are
 stored while it runs; version 4 the queue: priorities, per-job timeout and directory, dependencies
-in ``job_deps``, the ``workers`` table, output tails in ``attempts``; version 5 an index for the
-queue's counts by state); a database written by a
+in ``job_deps``, the ``workers`` table, output tails in ``attempts``; version 5 indexes for the
+queue's readers: counts by state, pages of one state); a database written by a
 newer parallelr is refused rather than misread.
 
 Every read and write turns an ``sqlite3`` error into
