@@ -601,3 +601,17 @@ def test_paging_through_1200_jobs_visits_each_once(scratch: Any) -> None:
     assert seen == list(reversed(expected))
     assert len(set(seen)) == 1200
     assert dashboard.get_json("/api/jobs?queue=paging&q=page-11&limit=500")["total"] == 100
+
+
+def test_queuectl_help_lists_the_dashboard_and_its_own_help_names_it(home: Path, tmp_path: Path) -> None:
+    listing = run([*QUEUECTL, "--help"], home, tmp_path)
+    assert listing.returncode == 0
+    assert listing.stdout.splitlines()[-2:] == [
+        "also:",
+        "  queuectl dashboard ...  the live web dashboard of the queue and the batch runs "
+        "(also: queuectl dashboard)",
+    ]
+    own = run([*QUEUECTL, "dashboard", "--help"], home, tmp_path)
+    assert own.returncode == 0 and own.stdout.startswith("usage: queuectl dashboard [-h] [--host HOST]")
+    nested = run([*PARALLELR, "queue", "dashboard", "--help"], home, tmp_path)
+    assert nested.returncode == 0 and nested.stdout.startswith("usage: parallelr queue dashboard [-h]")
