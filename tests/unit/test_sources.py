@@ -14,7 +14,7 @@ import pytest
 from parallelr import hookspecs
 from parallelr.errors import CommandError, NoTasksError, SourceError, UsageError
 from parallelr.model import Task
-from parallelr.plugins.sources import arguments_file, task_files
+from parallelr.plugins.sources import argument_lines, arguments_file, task_files
 from parallelr.request import RunRequest
 
 
@@ -547,21 +547,21 @@ def test_crlf_and_mixed_line_ends(tmp_path):
 
 
 def test_a_cr_split_across_read_blocks_is_one_line_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(arguments_file, "BLOCK", 2)  # every \r\n falls on a block boundary somewhere
+    monkeypatch.setattr(argument_lines, "BLOCK", 2)  # every \r\n falls on a block boundary somewhere
     args = tmp_path / "crlf.txt"
     args.write_bytes(b"a\r\nbb\r\nccc\r\n\r\nd\r")
     expected = [(1, "a"), (2, "bb"), (3, "ccc"), (5, "d")]
-    assert list(arguments_file.argument_lines(str(args))) == expected
-    assert arguments_file.count_argument_lines(str(args)) == 4
+    assert list(argument_lines.argument_lines(str(args))) == expected
+    assert argument_lines.count_argument_lines(str(args)) == 4
 
 
 def test_the_whitespace_the_count_skips_is_what_strip_strips():
     everything = "".join(chr(code) for code in range(0x110000) if chr(code).isspace())
-    assert everything.replace("\n", "").replace("\r", "") == arguments_file.WHITESPACE
-    pattern = arguments_file._SPACE
+    assert everything.replace("\n", "").replace("\r", "") == argument_lines.WHITESPACE
+    pattern = argument_lines._SPACE
     import re
 
-    assert all(re.fullmatch(pattern, char.encode("utf-8")) for char in arguments_file.WHITESPACE)
+    assert all(re.fullmatch(pattern, char.encode("utf-8")) for char in argument_lines.WHITESPACE)
     assert not re.fullmatch(pattern, "\u200b".encode("utf-8"))  # zero width space: not stripped
 
 
@@ -575,14 +575,14 @@ def test_the_fast_count_is_the_number_of_argument_lines(tmp_path, monkeypatch):
     chooser = random.Random(20261123)
     path = tmp_path / "random.txt"
     for block in (3, 7, 1 << 18):
-        monkeypatch.setattr(arguments_file, "BLOCK", block)
+        monkeypatch.setattr(argument_lines, "BLOCK", block)
         for _ in range(400):
             data = b"".join(chooser.choice(pieces) for _ in range(chooser.randint(0, 40)))
             if chooser.random() < 0.2:
                 data = b"\xef\xbb\xbf" + data
             path.write_bytes(data)
-            expected = len(list(arguments_file.argument_lines(str(path))))
-            assert arguments_file.count_argument_lines(str(path)) == expected, (data, block)
+            expected = len(list(argument_lines.argument_lines(str(path))))
+            assert argument_lines.count_argument_lines(str(path)) == expected, (data, block)
 
 
 def _plan(args: Path, separator=None, command="p @ARG@"):
