@@ -36,9 +36,9 @@ def serve(config: Any) -> int:
         raise ParallelrError(f"cannot listen on {options.host}:{options.port}: {reason}") from None
     except (ValueError, UnicodeError) as exc:
         raise ParallelrError(f"cannot listen on {options.host!r}: {exc}") from None
-    listener.set_inheritable(True)
     port = listener.getsockname()[1]
-    server = make_server(options.host, port, None, threaded=True, fd=listener.fileno())  # type: ignore[arg-type]
+    with listener:  # the server listens on a duplicate of it (socket.fromfd)
+        server = make_server(options.host, port, None, threaded=True, fd=listener.fileno())  # type: ignore[arg-type]
     access = Access.for_bind(options.host, port, options.token, options.read_only)
     server.app = create_app(Dashboard(stores=stores, access=access, feed=feed))
     shown_host = f"[{options.host}]" if ":" in options.host else options.host
