@@ -19,10 +19,14 @@ def stored_counts(run: RunRecord, counts: Dict[str, int]) -> Tuple[int, int]:
 
 
 def run_counts(store: Any, run: RunRecord) -> Dict[str, int]:
-    """The run's tasks by how they stand. Tasks of a big run that have no job never started (the
-    run ended before storing them): pending while the run runs or after it crashed, cancelled
-    once it ended."""
-    counts = store.job_counts(run.id)
+    """The run's tasks by how they stand (see :func:`counts_of`)."""
+    return counts_of(run, store.job_counts(run.id))
+
+
+def counts_of(run: RunRecord, counts: Dict[str, int]) -> Dict[str, int]:
+    """The run's tasks by how they stand, from its jobs' ``{state: count}``. Tasks of a big run
+    that have no job never started (the run ended before storing them): pending while the run
+    runs or after it crashed, cancelled once it ended."""
     tasks, unrecorded = stored_counts(run, counts)
     waiting = shown_state(run) in ("running", "crashed")
     return {
@@ -35,12 +39,13 @@ def run_counts(store: Any, run: RunRecord) -> Dict[str, int]:
 
 
 def run_dict(store: Any, run: RunRecord) -> Dict[str, Any]:
+    states = store.job_counts(run.id)
     return {
         "id": run.id, "app_name": run.app_name, "state": shown_state(run),
         "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
         "command": run.command, "exit_code": run.exit_code,
-        "pid": run.pid, "host": run.host, "resumes": run.resumes, "counts": run_counts(store, run),
-        "states": store.job_counts(run.id),
+        "pid": run.pid, "host": run.host, "resumes": run.resumes, "counts": counts_of(run, states),
+        "states": states,
         "logs": {"main_log": run.main_log, "summary_csv": run.summary_csv, "output_log": run.output_log},
     }
 

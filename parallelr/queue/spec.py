@@ -48,13 +48,21 @@ def parse_json(text: str, where: str = "") -> Dict[str, Any]:
     Raises:
         JobError: not JSON, or JSON that is not an object.
     """
+    return checked_object(parse_json_value(text, where), where)
+
+
+def parse_json_value(text: str, where: str = "") -> Any:
+    """Whatever JSON value ``text`` holds (a job, or a list of them for the dashboard's API).
+
+    Raises:
+        JobError: not JSON (the parser's words), or nested too deeply to parse.
+    """
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except ValueError as exc:
         raise JobError(f"{where}invalid JSON: {exc}") from None
     except RecursionError:
         raise JobError(f"{where}invalid JSON: nested too deeply") from None
-    return checked_object(value, where)
 
 
 def checked_object(value: Any, where: str = "") -> Dict[str, Any]:

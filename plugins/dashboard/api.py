@@ -6,7 +6,6 @@ GET never changes anything. POST takes JSON and needs the CSRF token (``X-CSRF-T
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
@@ -14,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from parallelr.errors import UsageError
 from parallelr.plugins.dashboard import actions, reading
 from parallelr.plugins.dashboard.rendering import current_dashboard
-from parallelr.queue.spec import checked_object
+from parallelr.queue.spec import checked_object, parse_json_value
 
 blueprint = Blueprint("api", __name__)
 KEEPALIVE = 15.0  # seconds between comments on a quiet stream (finds closed connections)
@@ -97,12 +96,7 @@ def events() -> Any:
 def _body() -> Any:
     if not request.is_json:
         raise UsageError("the request body must be JSON (Content-Type: application/json)")
-    try:
-        return json.loads(request.get_data(as_text=True))
-    except ValueError as exc:
-        raise UsageError(f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise UsageError("invalid JSON: nested too deeply") from None
+    return parse_json_value(request.get_data(as_text=True))
 
 
 @blueprint.post("/jobs")

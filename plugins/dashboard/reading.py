@@ -6,6 +6,7 @@ Each function takes an open store and the time now; none writes.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -102,18 +103,19 @@ def overview(store: Any, now: Optional[float] = None) -> Dict[str, Any]:
 
 def empty_overview() -> Dict[str, Any]:
     """The overview of a store that does not exist yet."""
-    buckets = int(RATE_WINDOW / RATE_BUCKET)
     return {"counts": {state: 0 for state in SHOWN_STATES}, "total": 0, "active": 0, "paused": [],
-            "workers": [], "queues": [], "read_at": time.time(),
-            "rate": {"bucket_seconds": RATE_BUCKET, "per_second": [0.0] * buckets, "last_minute": 0.0}}
+            "workers": [], "queues": [], "read_at": time.time(), "rate": _rate_of({})}
 
 
 def rate(store: Any, now: float) -> Dict[str, Any]:
     """Attempts ended per second in ``RATE_BUCKET`` s buckets over the last ``RATE_WINDOW`` s,
     oldest first; ``last_minute``: the mean over the last 60 s."""
+    return _rate_of(store.queue_finishes(now - RATE_WINDOW, RATE_BUCKET))
+
+
+def _rate_of(found: Dict[int, int]) -> Dict[str, Any]:
+    """The rate figures from ``{bucket: attempts ended in it}`` (bucket 0 the oldest)."""
     buckets = int(RATE_WINDOW / RATE_BUCKET)
-    since = now - RATE_WINDOW
-    found = store.queue_finishes(since, RATE_BUCKET)
     series = [round(found.get(number, 0) / RATE_BUCKET, 2) for number in range(buckets)]
     recent = int(60 / RATE_BUCKET)
     return {"bucket_seconds": RATE_BUCKET, "per_second": series,
@@ -152,13 +154,17 @@ def runs(store: Any, limit: int = RUNS_SHOWN) -> List[Dict[str, Any]]:
 
 
 def _run_summary(store: Any, run: Any) -> Dict[str, Any]:
-    end = run.ended_at if run.ended_at is not None else time.time()
     return {
         "id": run.id, "app_name": run.app_name, "state": shown_state(run), "command": run.command,
         "started_at": iso_time(run.started_at), "ended_at": iso_time(run.ended_at),
-        "duration": round(max(0.0, end - run.started_at), 3), "exit_code": run.exit_code,
-        "workers": run.workers, "counts": run_counts(store, run),
+        "duration": _duration(run), "exit_code": run.exit_code, "workers": run.workers,
+        "counts": run_counts(store, run),
     }
+
+
+def _duration(run: Any) -> float:
+    end = run.ended_at if run.ended_at is not None else time.time()
+    return round(max(0.0, end - run.started_at), 3)
 
 
 def run_detail(store: Any, run_id: str, after: int = -1, limit: int = PAGE,
@@ -170,17 +176,12 @@ def run_detail(store: Any, run_id: str, after: int = -1, limit: int = PAGE,
     if run is None:
         raise NotFound("no batch run is recorded yet" if run_id == LAST
                        else f"no batch run with ID {run_id!r}")
-    run_id = run.id
-    tasks = []
-    for job in store.iter_jobs(run_id, after=after):
-        if len(tasks) == limit + 1:
-            break
-        tasks.append(job)
+    tasks = list(itertools.islice(store.iter_jobs(run.id, after=after), limit + 1))
     more = len(tasks) > limit
     tasks = tasks[:limit]
-    drawn = timeline.build(store.run_attempts(run_id), now)
-    data = run_dict(store, run)
-    data.update(_run_summary(store, run))
+    drawn = timeline.build(store.run_attempts(run.id), now)
+    data = run_dict(store, run)  # the summary's fields and more, but its duration and workers
+    data.update(duration=_duration(run), workers=run.workers)
     data["tasks"] = [task_dict(job) for job in tasks]
     data["next_after"] = tasks[-1].position if more and tasks else None
     data["timeline"] = {"slots": list(drawn.slots), "start": drawn.start, "end": drawn.end,
