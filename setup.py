@@ -12,6 +12,8 @@ VERSION = re.search(
 ).group(1)
 
 DASHBOARD = ["Flask>=2.2"]
+DASK = ["distributed>=2022.2"]  # dask.distributed: the dask executor
+POSTGRES = ["psycopg[binary]>=3.1"]  # psycopg 3: the PostgreSQL store
 PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets", "journal", "dashboard"]
 
 setup(
@@ -40,7 +42,10 @@ setup(
     # driven in a real browser by Playwright pointed at the system's Chromium (never a download).
     extras_require={
         "dashboard": DASHBOARD,
-        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", *DASHBOARD, "playwright>=1.40"],
+        "dask": DASK,
+        "postgres": POSTGRES,
+        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", *DASHBOARD, "playwright>=1.40",
+                 *DASK, *POSTGRES],
     },
     entry_points={
         "console_scripts": [

@@ -19,6 +19,11 @@ import attrs
 import psutil
 import pytest
 
+# Fixtures of the support modules, for every test: a PostgreSQL server per session (started on
+# first use) and the store a queue test runs against, once per store kind.
+from pg_server import postgres_server, postgres_url  # noqa: F401
+from store_support import store_kind, store_target  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -1,4 +1,7 @@
-"""Opening the store a location names: the one place that picks the store class."""
+"""Opening the store a location names: the one place that picks the store class.
+
+A location is a SQLite file path, or a ``postgresql://`` URL (:mod:`.postgres`).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +11,21 @@ from typing import Any, Optional
 from parallelr.jobs.errors import StoreUnavailable
 
 
+def is_url(location: str) -> bool:
+    """A database URL rather than a file path (it is not made absolute or expanded)."""
+    from parallelr.jobs.postgres import is_postgres_url
+
+    return is_postgres_url(location)
+
+
 def open_store(location: str, busy_timeout: float = 5.0) -> Any:
-    """The store at ``location`` (a SQLite file path), created if missing (mode 0600).
+    """The store at ``location``, created if missing (a SQLite file: mode 0600).
 
     Raises:
-        StoreUnavailable: it cannot be opened (corrupt, locked, newer schema, no permission).
+        StoreUnavailable: it cannot be opened (corrupt, locked, newer schema, no permission, no
+            connection).
     """
-    from parallelr.jobs.sqlite import SQLiteJobStore
-
-    store = SQLiteJobStore.open(Path(location), create=True, busy_timeout=busy_timeout)
+    store = _open(location, True, busy_timeout)
     if store is None:  # create=True always opens or raises
         raise StoreUnavailable(location, "cannot be created")
     return store
@@ -28,6 +37,14 @@ def open_existing_store(location: str, busy_timeout: float = 5.0) -> Optional[An
     Raises:
         StoreUnavailable: as for :func:`open_store`.
     """
+    return _open(location, False, busy_timeout)
+
+
+def _open(location: str, create: bool, busy_timeout: float) -> Optional[Any]:
+    if is_url(location):
+        from parallelr.jobs.postgres import PostgresJobStore
+
+        return PostgresJobStore.open(location, create=create)
     from parallelr.jobs.sqlite import SQLiteJobStore
 
-    return SQLiteJobStore.open(Path(location), create=False, busy_timeout=busy_timeout)
+    return SQLiteJobStore.open(Path(location), create=create, busy_timeout=busy_timeout)

@@ -164,7 +164,7 @@ def _opened(location: str) -> Iterator[Any]:
 def _enqueue(store: Any, options: Any, out: IO[str]) -> int:
     if (options.job is None) == (options.file is None):
         raise UsageError("give one job as JSON, or --file FILE (one JSON object per line; - for stdin)")
-    reader = JobReader(service.queue_settings(store).max_retries, time.time(), queue=options.queue)
+    reader = JobReader(service.queue_settings(store).max_retries, store.now(), queue=options.queue)
     if options.job is not None:
         keys = service.enqueue(store, [reader.job(parse_json(options.job))])
     else:
@@ -218,7 +218,7 @@ def _status(store: Any, options: Any, out: IO[str]) -> int:
 
 
 def _list(store: Any, options: Any, out: IO[str]) -> int:
-    jobs = store.iter_queue_jobs(time.time(), states=options.state or (), queue=options.queue,
+    jobs = store.iter_queue_jobs(store.now(), states=options.state or (), queue=options.queue,
                                  limit=options.limit)
     if options.json:
         views.write_json_array(out, (views.job_dict(job) for job in jobs))
@@ -240,7 +240,7 @@ def _unless_empty(items: Iterator[Any]) -> Optional[Iterator[Any]]:
 def _show(store: Any, options: Any, out: IO[str]) -> int:
     job = service.find_job(store, options.id)
     attempts = store.queue_attempts(job.row)
-    dependencies = store.dependencies_of(job.row, time.time())
+    dependencies = store.dependencies_of(job.row, store.now())
     if options.json:
         data = views.job_dict(job, dependencies)
         data["attempts_detail"] = [views.attempt_dict(attempt) for attempt in attempts]
@@ -273,7 +273,7 @@ def _cancel(store: Any, options: Any, out: IO[str]) -> int:
 
 def _dlq(store: Any, options: Any, out: IO[str]) -> int:
     if options.dlq_command == "list":
-        jobs = store.iter_queue_jobs(time.time(), states=("dead",), queue=options.queue, order="updated")
+        jobs = store.iter_queue_jobs(store.now(), states=("dead",), queue=options.queue, order="updated")
         if options.json:
             views.write_json_array(out, (views.job_dict(job) for job in jobs))
             return 0
@@ -337,7 +337,7 @@ def _worker(store: Any, options: Any, out: IO[str]) -> int:
         return 0
     status = service.status(store)
     if options.json:
-        now = time.time()
+        now = store.now()
         out.write(_json([views.worker_dict(worker, now) for worker in status.workers]))
     elif status.workers:
         views.write_workers(out, status.workers)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, Iterable, Iterator, Optional
 
 from parallelr.commands import Command
@@ -66,7 +65,7 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
         retries = settings.advanced.retries
         max_retries = retries + 1 if retries else defaults.max_retries
         jobs = _jobs(tasks, queue, workspace, float(settings.limits.timeout_seconds), max_retries)
-        keys = service.enqueue(store, jobs, time.time())
+        keys = service.enqueue(store, jobs, store.now())
     finally:
         store.close()
     print(f"Enqueued {len(keys)} task(s) as jobs in queue {queue} (store {location}); "

@@ -1,21 +1,23 @@
 """What users do to the queue, as functions on a store: the CLI and the dashboard both call these.
 
-Every change is committed before it is reported, and then idle workers are woken
-(:mod:`.wake`) so that a new or retried job starts at once, not at the next poll.
+Every change is committed before it is reported, and then idle workers are woken (the store's
+own notifications, PostgreSQL's NOTIFY, or else the datagrams of :mod:`.wake`) so that a new or
+retried job starts at once, not at the next poll. Times come from the store's clock
+(``store.now()``: the database server's for PostgreSQL), which every worker shares.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from parallelr.errors import ParallelrError, UsageError
+from parallelr.jobs.opening import is_url
 from parallelr.jobs.records import NewJob, WorkerRecord
-from parallelr.jobs.sqlite_queue import PAUSED_ALL
+from parallelr.jobs.sql_queue import PAUSED_ALL
 from parallelr.paths import expand_user, store_path
 from parallelr.queue import wake
 from parallelr.queue.settings import STORE_PREFIX, QueueSettings, settings_from
@@ -37,8 +39,11 @@ class WrongState(ParallelrError):
 
 
 def store_location(settings: Any, home: Path, db: Optional[str]) -> str:
-    """``--db``, else ``$QUEUECTL_DB_PATH``, else the journal's database (``~/parallelr/state.db``)."""
+    """``--db``, else ``$QUEUECTL_DB_PATH`` (a file, or a ``postgresql://`` URL), else the journal's
+    database (``~/parallelr/state.db``)."""
     chosen = db or os.environ.get(DB_VARIABLE)
+    if chosen and is_url(chosen):  # postgresql://...
+        return chosen
     if chosen:
         return os.path.abspath(expand_user(chosen))
     return str(store_path(settings, home))
@@ -49,9 +54,12 @@ def queue_settings(store: Any) -> QueueSettings:
 
 
 def wake_workers(store: Any, settings: Optional[QueueSettings] = None, now: Optional[float] = None) -> int:
-    """Wake every live worker: something changed that may let it claim a job (or stop)."""
+    """Wake every live worker: something changed that may let it claim a job (or stop). Returns
+    how many datagrams were sent (0 when the store notified its listeners itself)."""
+    if store.notify_workers():
+        return 0
     settings = settings or queue_settings(store)
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     return wake.send(store.worker_wake_addresses(now - settings.lease_seconds))
 
 
@@ -64,7 +72,7 @@ def enqueue(store: Any, jobs: Iterable[NewJob], now: Optional[float] = None) -> 
     Raises:
         JobError: a dependency cycle; DuplicateJob, UnknownDependency: see the store.
     """
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     keys: List[str] = []
     edges: Dict[str, Sequence[str]] = {}
 
@@ -83,7 +91,7 @@ def enqueue(store: Any, jobs: Iterable[NewJob], now: Optional[float] = None) -> 
 
 
 def find_job(store: Any, key: str, now: Optional[float] = None) -> Any:
-    job = store.get_queue_job(key, time.time() if now is None else now)
+    job = store.get_queue_job(key, store.now() if now is None else now)
     if job is None:
         raise JobNotFound(key)
     return job
@@ -99,7 +107,7 @@ def cancel(store: Any, key: str) -> str:
     job = find_job(store, key)
     if job.shown in ("completed", "dead", "cancelled"):
         raise WrongState(f"job {key!r} is {job.shown}: there is nothing to cancel")
-    before = store.cancel_queue_job(key, time.time())
+    before = store.cancel_queue_job(key, store.now())
     if before is None:
         raise JobNotFound(key)
     wake_workers(store)
@@ -113,7 +121,7 @@ def retry_dead(store: Any, keys: Optional[Sequence[str]]) -> int:
         JobNotFound, WrongState: a key that is unknown or not dead (nothing is changed then).
     """
     wanted = None if keys is None else list(dict.fromkeys(keys))
-    now = time.time()
+    now = store.now()
     for key in wanted or ():
         job = find_job(store, key, now)
         if job.shown != "dead":
@@ -132,7 +140,7 @@ def purge(store: Any, states: Sequence[str], older_than: Optional[float]) -> int
     """Delete finished jobs (``completed``, ``dead``, ``cancelled``) last changed more than
     ``older_than`` seconds ago (None: any), with their history."""
     stored = [state for shown in states for state in PURGEABLE[shown]]
-    before = None if older_than is None else time.time() - older_than
+    before = None if older_than is None else store.now() - older_than
     return store.purge_queue_jobs(stored, before)
 
 
@@ -145,8 +153,9 @@ def pause(store: Any, queue: Optional[str], paused: bool) -> None:
 def stop_workers(store: Any) -> List[WorkerRecord]:
     """Ask every live worker to stop (gracefully: running jobs finish). Returns them."""
     settings = queue_settings(store)
-    workers = store.request_worker_stop(time.time() - settings.lease_seconds)
-    wake.send(worker.wake for worker in workers)
+    workers = store.request_worker_stop(store.now() - settings.lease_seconds)
+    if not store.notify_workers():
+        wake.send(worker.wake for worker in workers)
     return workers
 
 
@@ -172,7 +181,7 @@ class QueueStatus:
 
 def status(store: Any, queue: Optional[str] = None, now: Optional[float] = None) -> QueueStatus:
     settings = queue_settings(store)
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     return QueueStatus(
         counts=store.queue_counts(now, queue),
         workers=tuple(store.list_workers(now - settings.lease_seconds)),

@@ -5,7 +5,9 @@ slots (a claim takes a lease), the :class:`~parallelr.scheduler.Scheduler` runs 
 run's executor (so a job runs with :func:`parallelr.process.run_task`, exactly like a batch
 task), and the end of every attempt is written to the store before it is logged. When nothing
 is due the source answers NOTHING_YET and the scheduler sleeps until the monitor wakes it: at the
-next due time, or when a datagram (:mod:`.wake`) says that something changed.
+next due time, or when a datagram (:mod:`.wake`) or the store's own notification (PostgreSQL's
+LISTEN/NOTIFY) says that something changed. Every time the worker gives the store (a claim, a
+lease, a heartbeat) is the store's clock, ``store.now()``, which workers on other hosts share.
 
 The monitor thread, with a store connection of its own, renews the leases of the running jobs
 and the worker's heartbeat every ``heartbeat-seconds``, stops a job whose cancel was asked for,
@@ -108,7 +110,7 @@ class QueueWorker:
     def run(self) -> int:
         """Work until stopped. Returns 0 after a graceful stop, 128+N after a forced one."""
         wake_socket = WakeSocket()
-        now = time.time()
+        now = self.store.now()
         self.store.forget_workers(now - 10 * self.settings.lease_seconds)
         self.store.register_worker(WorkerRecord(
             id=self.owner, pid=os.getpid(), host=socket.gethostname(), slots=self.slots, queues=self.queues,
@@ -163,17 +165,17 @@ class QueueWorker:
                 claimed = self._claim(max(1, self.slots - len(self._running)), reclaim=True)
             except StoreUnavailable as exc:
                 log.warning("Cannot claim jobs now: %s", exc)
-                self._monitor_wake_at(time.time() + 1.0)  # the store is busy or full: look again soon
+                self._monitor_wake_at(self.store.now() + 1.0)  # the store is busy or full: look again soon
                 yield NOTHING_YET
                 continue
             if not claimed:
-                self._monitor_wake_at(self.store.next_due_at(self.queues, time.time()))
+                self._monitor_wake_at(self.store.next_due_at(self.queues, self.store.now()))
                 yield NOTHING_YET
 
     def _claim(self, count: int, reclaim: bool) -> List[QueueJob]:
         """Claim up to ``count`` jobs into the buffer the source yields from. Taking back jobs of
         vanished workers costs a query: a busy worker does it once a second, an idle one each time."""
-        now = time.time()
+        now = self.store.now()
         reclaim = reclaim or now >= self._next_reclaim
         if reclaim:
             self._next_reclaim = now + RECLAIM_EVERY
@@ -200,7 +202,7 @@ class QueueWorker:
         if not self._claimed:
             return
         try:
-            self.store.release_queue_jobs(self.owner, list(self._claimed), time.time())
+            self.store.release_queue_jobs(self.owner, list(self._claimed), self.store.now())
         except StoreError as exc:
             log.warning("%s; their leases run out and another worker takes them", exc)
         self._claimed.clear()
@@ -225,7 +227,7 @@ class QueueWorker:
         try:
             with self.store.transaction():
                 outcome = self.store.finish_queue_attempt(
-                    self.owner, result, time.time(), settings.backoff_base, settings.backoff_max,
+                    self.owner, result, self.store.now(), settings.backoff_base, settings.backoff_max,
                 )
                 if wanted > 0:
                     self._claim(wanted, reclaim=False)
@@ -242,7 +244,7 @@ class QueueWorker:
             return
         if outcome.state in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED):
             self.done += 1
-        _log_outcome(result, outcome, attempt)
+        _log_outcome(result, outcome, attempt, self.store.now())
 
     # -- the monitor's side ------------------------------------------------------------------------
     def running_rows(self) -> Sequence[int]:
@@ -257,7 +259,7 @@ class QueueWorker:
             log.info("Cancelling job %s at the user's request", escape_line(self._running.get(row, str(row))))
 
 
-def _log_outcome(result: TaskResult, outcome: AttemptOutcome, attempt: int) -> None:
+def _log_outcome(result: TaskResult, outcome: AttemptOutcome, attempt: int, now: float) -> None:
     slot, key = result.worker_id, escape_line(outcome.key)
     state = outcome.state
     if state is JobState.SUCCEEDED:
@@ -270,7 +272,7 @@ def _log_outcome(result: TaskResult, outcome: AttemptOutcome, attempt: int) -> N
         log.warning("Worker-%d: job %s failed (attempt %d: %s), moving to DLQ", slot, key, attempt,
                     _why(result))
     else:
-        delay = max(0.0, (outcome.due_at or time.time()) - time.time())
+        delay = max(0.0, (outcome.due_at or now) - now)
         log.warning("Worker-%d: job %s failed (attempt %d: %s), retrying in %.1fs", slot, key, attempt,
                     _why(result), delay)
 
@@ -283,7 +285,8 @@ def _why(result: TaskResult) -> str:
 
 class _Monitor:
     """The worker's second thread: heartbeats, lease renewals, cancel and stop requests, and the
-    wake-ups of an idle scheduler (at the next due time, or when a datagram arrives)."""
+    wake-ups of an idle scheduler (at the next due time, or when a datagram or a notification
+    of the store arrives)."""
 
     def __init__(self, worker: QueueWorker, wake_socket: WakeSocket) -> None:
         self.worker = worker
@@ -321,21 +324,36 @@ class _Monitor:
             log.error("The worker's monitor cannot open the store: %s; stopping", exc)
             worker.drain("no heartbeat possible")
             return
+        try:
+            listener = store.listener()
+        except StoreError as exc:  # datagrams reach this host's senders; the next due time still wakes it
+            log.warning("Cannot listen for new jobs: %s", exc)
+            listener = None
         selector = selectors.DefaultSelector()
         selector.register(self.wake_socket, selectors.EVENT_READ, "wake")
         selector.register(self._poke_read, selectors.EVENT_READ, "poke")
+        if listener is not None:
+            selector.register(listener, selectors.EVENT_READ, "listen")
         next_beat = time.monotonic() + worker.settings.heartbeat_seconds
         try:
             while not self._stopped:
                 due = self._due
                 wait = next_beat - time.monotonic()
                 if due is not None:
-                    wait = min(wait, due - time.time())
+                    wait = min(wait, due - store.now())
                 events = selector.select(max(0.0, wait))
                 woken = False
                 for key, _mask in events:
                     if key.data == "wake":
                         woken = self.wake_socket.drain() > 0 or woken
+                    elif key.data == "listen" and listener is not None:
+                        try:
+                            woken = listener.drain() > 0 or woken
+                        except StoreError as exc:  # due times and datagrams still wake it
+                            log.warning("Stopped listening for new jobs: %s", exc)
+                            selector.unregister(listener)
+                            listener.close()
+                            listener, woken = None, True
                     else:
                         os.read(self._poke_read, 4096)
                 if self._stopped:
@@ -343,7 +361,7 @@ class _Monitor:
                 if woken:  # a hint only: look at the store (stop and cancel requests), then claim
                     self._check(store, heartbeat=False)
                     self._wake_scheduler()
-                if self._due is not None and time.time() >= self._due:
+                if self._due is not None and store.now() >= self._due:
                     self._due = None
                     self._wake_scheduler()
                 if time.monotonic() >= next_beat:
@@ -351,6 +369,8 @@ class _Monitor:
                     next_beat = time.monotonic() + worker.settings.heartbeat_seconds
         finally:
             selector.close()
+            if listener is not None:
+                listener.close()
             store.close()
 
     def _wake_scheduler(self) -> None:
@@ -360,7 +380,7 @@ class _Monitor:
     def _check(self, store: Any, heartbeat: bool) -> None:
         worker = self.worker
         try:
-            now = time.time()
+            now = store.now()
             if heartbeat:
                 worker.settings = worker.settings_of(store)
                 rows = worker.running_rows()

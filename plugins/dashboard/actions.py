@@ -4,7 +4,6 @@ with the same checks and one-line errors as the ``queuectl`` command it stands f
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Dict, List, Mapping, Optional
 
 from parallelr.errors import UsageError
@@ -40,7 +39,7 @@ def enqueue(store: Any, jobs: List[Mapping[str, Any]]) -> List[str]:
     """Enqueue job objects as ``queuectl enqueue`` does (all or none). Returns their IDs."""
     if not jobs:
         raise UsageError("no job given: send a job object or a list of them")
-    reader = JobReader(service.queue_settings(store).max_retries, time.time())
+    reader = JobReader(service.queue_settings(store).max_retries, store.now())
     checked = []
     for number, data in enumerate(jobs, 1):
         where = f"job {number}: " if len(jobs) > 1 else ""

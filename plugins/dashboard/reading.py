@@ -92,7 +92,7 @@ def whole(text: Optional[str], name: str, low: int, high: Optional[int]) -> Opti
 
 def overview(store: Any, now: Optional[float] = None) -> Dict[str, Any]:
     """Counts by state, jobs/s over the last minutes, workers, paused queues."""
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     data = views.status_dict(service.status(store, now=now), now)
     data["counts"] = {state: data["counts"].get(state, 0) for state in SHOWN_STATES}
     data["queues"] = store.queue_names()
@@ -124,7 +124,7 @@ def _rate_of(found: Dict[int, int]) -> Dict[str, Any]:
 
 def jobs_page(store: Any, wanted: JobFilter, now: Optional[float] = None) -> Dict[str, Any]:
     """One page of jobs, newest first, with the total and the cursor of the next page."""
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     jobs = store.find_queue_jobs(now, states=wanted.states, queue=wanted.queue, text=wanted.text,
                                  before=wanted.before, limit=wanted.limit + 1)
     more = len(jobs) > wanted.limit
@@ -139,7 +139,7 @@ def jobs_page(store: Any, wanted: JobFilter, now: Optional[float] = None) -> Dic
 
 def job_detail(store: Any, key: str, now: Optional[float] = None) -> Dict[str, Any]:
     """A job as ``queuectl show --json`` gives it: every attempt with its output tail."""
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     job = store.get_queue_job(key, now)
     if job is None:
         raise NotFound(f"no job with ID {key!r}")
@@ -171,7 +171,7 @@ def run_detail(store: Any, run_id: str, after: int = -1, limit: int = PAGE,
                now: Optional[float] = None) -> Tuple[Dict[str, Any], timeline.Timeline]:
     """A run: its record, a page of its tasks (positions after ``after``) and its timeline (as
     values, and laid out for drawing)."""
-    now = time.time() if now is None else now
+    now = store.now() if now is None else now
     run = store.latest_run() if run_id == LAST else store.get_run(run_id)
     if run is None:
         raise NotFound("no batch run is recorded yet" if run_id == LAST

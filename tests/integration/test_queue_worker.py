@@ -2,11 +2,12 @@
 across processes, leases taken back after a kill -9, retry back-off, claim order, pauses,
 dependencies, graceful and forced stops, restarts, ``worker list|stop``, cancel and timeouts.
 
-Every test gets its own store (a copy of a template with ``lease-seconds 2``, ``heartbeat-seconds
-0.5`` and ``backoff-base 1.5``, so lease and back-off tests are quick), pointed at by
-``$QUEUECTL_DB_PATH``, and HOME at the test's temp home. Workers are started through the janitor,
-so none outlives its test; eventual conditions are polled in the store with ``sqlite3`` (cheap),
-and what is asserted at the end is read through ``queuectl list|show --json``, the interface.
+Every test runs against both stores (:mod:`store_support`): a SQLite file and a PostgreSQL
+database of its own. Its store has ``lease-seconds 2``, ``heartbeat-seconds 0.5`` and
+``backoff-base 1.5`` (lease and back-off tests are quick), is pointed at by ``$QUEUECTL_DB_PATH``,
+and HOME is the test's temp home. Workers are started through the janitor, so none outlives its
+test; eventual conditions are polled in the store with its own driver (cheap), and what is
+asserted at the end is read through ``queuectl list|show --json``, the interface.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ import datetime
 import json
 import re
 import shlex
-import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence
 import psutil
 import pytest
 from conftest import CliResult, cli_env
+from store_support import StoreTarget
 
 QUEUECTL = (sys.executable, "-c",
             "import sys; from parallelr.cli import main_queuectl; sys.exit(main_queuectl())")
@@ -37,25 +37,6 @@ LEASE = 2.0
 HEARTBEAT = 0.5
 BACKOFF_BASE = 1.5
 OWNER_PID = re.compile(r"^worker:(\d+)@")
-
-
-@pytest.fixture(scope="module")
-def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store with the fast settings, made once and copied for every test."""
-    root = tmp_path_factory.mktemp("queue-template")
-    home = root / "home"
-    home.mkdir()
-    db = root / "template.db"
-    env = cli_env(home, {DB_VARIABLE: str(db)})
-    for key, value in (("heartbeat-seconds", HEARTBEAT), ("lease-seconds", LEASE),
-                       ("backoff-base", BACKOFF_BASE)):
-        done = subprocess.run([*QUEUECTL, "config", "set", key, f"{value:g}"], env=env, cwd=str(root),
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
-        assert done.returncode == 0, done.stdout + done.stderr
-        assert done.stdout == f"{key} = {value:g}\n"
-    leftovers = [path.name for path in root.iterdir() if path.name.startswith("template.db-")]
-    assert leftovers in ([], ["template.db-shm"]), leftovers  # no WAL left: the file alone is the store
-    return db
 
 
 class Worker:
@@ -101,10 +82,11 @@ class Worker:
 class Queue:
     """queuectl against one store, with HOME at the test's home; workers through the janitor."""
 
-    def __init__(self, home: Path, root: Path, db: Path, janitor: Any, wait_until: Any) -> None:
+    def __init__(self, home: Path, root: Path, store: StoreTarget, janitor: Any, wait_until: Any) -> None:
         self.home = home
         self.root = root
-        self.db = db
+        self.store = store
+        self.db = store.location
         self.janitor = janitor
         self.wait_until = wait_until
         self._workers = 0
@@ -146,11 +128,7 @@ class Queue:
 
     # -- the store, read directly (polling) ------------------------------------------------------
     def sql(self, query: str, params: Sequence[Any] = ()) -> List[tuple]:
-        connection = sqlite3.connect(str(self.db), timeout=10)
-        try:
-            return connection.execute(query, tuple(params)).fetchall()
-        finally:
-            connection.close()
+        return self.store.sql(query, params)
 
     def state(self, key: str) -> Optional[str]:
         rows = self.sql("SELECT state FROM jobs WHERE queue IS NOT NULL AND name = ?", (key,))
@@ -197,10 +175,9 @@ class Queue:
 
 
 @pytest.fixture
-def queue(home: Path, tmp_path: Path, template_store: Path, janitor: Any, wait_until: Any) -> Queue:
-    db = tmp_path / "queue.db"
-    shutil.copyfile(template_store, db)
-    return Queue(home, tmp_path, db, janitor, wait_until)
+def queue(home: Path, tmp_path: Path, store_target: StoreTarget, janitor: Any, wait_until: Any) -> Queue:
+    store_target.configure(heartbeat_seconds=HEARTBEAT, lease_seconds=LEASE, backoff_base=BACKOFF_BASE)
+    return Queue(home, tmp_path, store_target, janitor, wait_until)
 
 
 def append(path: Path, text: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 import pytest
 
 from parallelr.config import Settings
+from parallelr.jobs import sql_store
 from parallelr.jobs import sqlite as sqlite_module
 from parallelr.jobs.errors import IllegalTransition, StoreUnavailable
 from parallelr.jobs.leases import Lease
@@ -340,7 +341,7 @@ def test_undecodable_text_round_trips(db: SQLiteJobStore, tmp_path: Path) -> Non
 
 
 def test_iter_jobs_pages_through_a_large_run(db: SQLiteJobStore, tmp_path: Path) -> None:
-    count = sqlite_module.PAGE_SIZE * 2 + 3
+    count = sql_store.PAGE_SIZE * 2 + 3
     new_run(db, tmp_path, count)
     with db.transaction():
         for position in range(1, count + 1, 2):

@@ -16,8 +16,8 @@ from test_jobs_sqlite import open_store  # shared helpers (tests/unit is on sys.
 from parallelr.jobs import sqlite as sqlite_module
 from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
 from parallelr.jobs.records import NewJob, QueueJob, WorkerRecord
+from parallelr.jobs.sql_queue import INTERRUPTED, LEASE_EXPIRED, LOST, LOST_LAST, PAUSED_ALL
 from parallelr.jobs.sqlite import SQLiteJobStore
-from parallelr.jobs.sqlite_queue import INTERRUPTED, LEASE_EXPIRED, LOST, LOST_LAST, PAUSED_ALL
 from parallelr.jobs.states import JobState
 from parallelr.model import TaskResult, TaskStatus
 

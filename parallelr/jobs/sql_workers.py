@@ -1,14 +1,13 @@
-"""The queue's settings, pauses and workers for :class:`~parallelr.jobs.sqlite.SQLiteJobStore`
-(a mixin of it, beside :mod:`.sqlite_queue`, which has the jobs)."""
+"""The queue's settings, pauses and workers for :class:`~parallelr.jobs.sql_store.SqlJobStore`
+(a mixin of it, beside :mod:`.sql_queue`, which has the jobs)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from parallelr.jobs.records import WorkerRecord
-from parallelr.jobs.sqlite_queue import PAUSE_PREFIX, PAUSED_ALL, text_of, to_json
+from parallelr.jobs.sql_queue import PAUSE_PREFIX, PAUSED_ALL, text_of, to_json
 
 
 def _worker_from_row(row: Sequence[Any], current: Tuple[str, ...]) -> WorkerRecord:
@@ -20,17 +19,17 @@ def _worker_from_row(row: Sequence[Any], current: Tuple[str, ...]) -> WorkerReco
     )
 
 
-class SQLiteWorkersMixin:
+class SqlWorkersMixin:
     """The :class:`~parallelr.jobs.store.QueueStore` methods for settings, pauses and workers. The
     host class provides ``connection``, ``_reading()``, ``_writing()`` and ``_paused()``."""
 
-    connection: sqlite3.Connection
+    connection: Any
 
-    def _reading(self) -> Any: ...  # provided by SQLiteJobStore
+    def _reading(self) -> Any: ...  # provided by the store class
 
-    def _writing(self) -> Any: ...  # provided by SQLiteJobStore
+    def _writing(self) -> Any: ...  # provided by the store class
 
-    def _paused(self) -> List[str]: ...  # provided by SQLiteQueueMixin
+    def _paused(self) -> List[str]: ...  # provided by SqlQueueMixin
 
     # -- settings and pauses ---------------------------------------------------------------------
     def get_settings(self, prefix: str = "") -> Dict[str, str]:
@@ -56,7 +55,8 @@ class SQLiteWorkersMixin:
         with self._writing():
             if paused:
                 self.connection.execute(
-                    "INSERT OR REPLACE INTO settings (key, value) VALUES (?, '1')", (PAUSE_PREFIX + queue,)
+                    "INSERT INTO settings (key, value) VALUES (?, '1')"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (PAUSE_PREFIX + queue,)
                 )
             elif queue == PAUSED_ALL:
                 self.connection.execute("DELETE FROM settings WHERE key LIKE ?", (PAUSE_PREFIX + "%",))
@@ -71,8 +71,12 @@ class SQLiteWorkersMixin:
     def register_worker(self, worker: WorkerRecord) -> None:
         with self._writing():
             self.connection.execute(
-                "INSERT OR REPLACE INTO workers (id, pid, host, slots, queues, started_at, heartbeat_at,"
-                " jobs_done, stop_requested, wake) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)",
+                "INSERT INTO workers (id, pid, host, slots, queues, started_at, heartbeat_at,"
+                " jobs_done, stop_requested, wake) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0, ?)"
+                " ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host,"
+                " slots = excluded.slots, queues = excluded.queues, started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at, jobs_done = 0, stop_requested = 0,"
+                " wake = excluded.wake",
                 (worker.id, worker.pid, worker.host, worker.slots, to_json(list(worker.queues)),
                  worker.started_at, worker.heartbeat_at, worker.wake),
             )
@@ -95,7 +99,7 @@ class SQLiteWorkersMixin:
 
     def list_workers(self, alive_since: Optional[float] = None) -> List[WorkerRecord]:
         """Workers whose last heartbeat is at or after ``alive_since`` (None: all), oldest first."""
-        where, params = ("heartbeat_at >= ?", (alive_since,)) if alive_since is not None else ("1", ())
+        where, params = ("heartbeat_at >= ?", (alive_since,)) if alive_since is not None else ("1 = 1", ())
         with self._reading():
             rows = self.connection.execute(
                 "SELECT id, pid, host, slots, queues, started_at, heartbeat_at, jobs_done, stop_requested,"

@@ -1,19 +1,20 @@
-"""The queue's statements for :class:`~parallelr.jobs.sqlite.SQLiteJobStore` (a mixin of it).
+"""The queue's statements for :class:`~parallelr.jobs.sql_store.SqlJobStore` (a mixin of it).
 
 A queue job is a ``jobs`` row with ``queue`` set and ``run_id`` NULL; its user-visible ID is the
-``name`` column (unique across queues). Claims run inside ``BEGIN IMMEDIATE``: the select and
-the update that follows it hold SQLite's one write lock, so two workers never claim one job.
-Every method that writes runs inside the caller's transaction, or in one of its own.
+``name`` column (unique across queues). A claim is one ``UPDATE ... RETURNING`` of the rows its
+SELECT picks: in SQLite inside ``BEGIN IMMEDIATE`` (the one write lock), in PostgreSQL with
+``FOR UPDATE SKIP LOCKED`` (a row another claimer holds is skipped), so two workers never claim one
+job. Every method that writes runs inside the caller's transaction, or in one of its own.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
 from parallelr.jobs.records import AttemptOutcome, NewJob, QueueAttempt, QueueJob
+from parallelr.jobs.sql_dialect import Dialect
 from parallelr.jobs.states import JobState, retry_state
 from parallelr.model import TaskResult, TaskStatus
 
@@ -66,25 +67,39 @@ _INSERT_SQL = (
 _CLAIM_SQL = (
     "UPDATE jobs SET state = 'running', attempts = attempts + 1, tries = tries + 1, lease_owner = ?,"
     " lease_expires_at = ?, started_at = ?, ended_at = NULL, updated_at = ?"
-    " WHERE id IN (SELECT id FROM jobs INDEXED BY {index} WHERE queue IS NOT NULL AND {scope}"
+    " WHERE id IN (SELECT id FROM jobs{index} WHERE queue IS NOT NULL AND {scope}"
     f" AND state IN {CLAIMABLE!r} AND next_attempt_at <= ? AND waiting_on = 0"
     f" AND NOT EXISTS (SELECT 1 FROM settings WHERE key = '{PAUSE_PREFIX}*'"
     f" OR key = '{PAUSE_PREFIX}' || jobs.queue)"
-    " ORDER BY priority DESC, next_attempt_at, id LIMIT ?)"
+    " ORDER BY priority DESC, next_attempt_at, id LIMIT ?{lock})"
     f" RETURNING {_QUEUE_JOB_COLUMNS}"
 )
 _COMPLETED_SQL = (
     "UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0,"
-    " pid = ?2, worker_id = ?3, exit_code = ?4, started_at = ?5, ended_at = ?6, duration = ?7,"
-    " memory_mb = ?8, cpu_percent = ?9, last_error = NULL, last_status = 'SUCCESS', updated_at = ?10"
-    " WHERE id = ?11 AND state = 'running' AND lease_owner = ?12 AND tries = ?1"
+    " pid = ?, worker_id = ?, exit_code = ?, started_at = ?, ended_at = ?, duration = ?,"
+    " memory_mb = ?, cpu_percent = ?, last_error = NULL, last_status = 'SUCCESS', updated_at = ?"
+    " WHERE id = ? AND state = 'running' AND lease_owner = ? AND tries = ?"
     " RETURNING name, tries, EXISTS (SELECT 1 FROM job_deps WHERE depends_on = jobs.id)"
 )
-_HISTORY_SQL = (
-    "INSERT OR REPLACE INTO attempts (job_id, attempt, status, exit_code, pid, worker_id, worker,"
-    " started_at, ended_at, duration, memory_mb, cpu_percent, error, stdout, stderr)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_ATTEMPT_COLUMNS = ("job_id", "attempt", "status", "exit_code", "pid", "worker_id", "worker", "started_at",
+                    "ended_at", "duration", "memory_mb", "cpu_percent", "error", "stdout", "stderr")
+
+
+def upsert_attempt(columns: str, rows: str) -> str:
+    """An INSERT of history rows (``rows``: ``VALUES (...)`` or a SELECT) that replaces the row of
+    the same attempt: its ``columns`` from the new row, every other column NULL (as SQLite's
+    ``INSERT OR REPLACE`` would, in SQL that PostgreSQL shares)."""
+    given = [name.strip() for name in columns.split(",")]
+    values = ", ".join(
+        f"{name} = excluded.{name}" if name in given else f"{name} = NULL"
+        for name in _ATTEMPT_COLUMNS if name not in ("job_id", "attempt")
+    )
+    return (f"INSERT INTO attempts ({', '.join(given)}) {rows}"
+            f" ON CONFLICT (job_id, attempt) DO UPDATE SET {values}")
+
+
+_HISTORY_SQL = upsert_attempt(", ".join(_ATTEMPT_COLUMNS),
+                              f"VALUES ({', '.join('?' * len(_ATTEMPT_COLUMNS))})")
 
 
 def _marks(count: int) -> str:
@@ -130,15 +145,17 @@ def queue_job_from_row(row: Sequence[Any]) -> QueueJob:
     )
 
 
-class SQLiteQueueMixin:
+class SqlQueueMixin:
     """The :class:`~parallelr.jobs.store.QueueStore` methods. The host class provides
     ``connection``, ``_reading()`` and ``_writing()``."""
 
-    connection: sqlite3.Connection
+    connection: Any
+    dialect: Dialect
+    integrity_error: Tuple[type, ...]  # what the connection raises for a broken UNIQUE constraint
 
-    def _reading(self) -> Any: ...  # provided by SQLiteJobStore
+    def _reading(self) -> Any: ...  # provided by the store class
 
-    def _writing(self) -> Any: ...  # provided by SQLiteJobStore
+    def _writing(self) -> Any: ...  # provided by the store class
 
     # -- enqueue ---------------------------------------------------------------------------------
     def enqueue_jobs(self, jobs: Iterable[NewJob], now: float) -> int:
@@ -178,7 +195,7 @@ class SQLiteQueueMixin:
         self.connection.execute("SAVEPOINT enqueue_chunk")
         try:
             self.connection.executemany(_INSERT_SQL, rows)
-        except sqlite3.IntegrityError:
+        except self.integrity_error:
             self.connection.execute("ROLLBACK TO enqueue_chunk")
             self.connection.execute("RELEASE enqueue_chunk")
             raise DuplicateJob(self._duplicate_in(batch)) from None
@@ -194,13 +211,13 @@ class SQLiteQueueMixin:
         found = self._rows_by_key([job.key for job in batch])
         return next((job.key for job in batch if job.key in found), batch[0].key)
 
-    def _rows_by_key(self, keys: Sequence[str]) -> Dict[str, Tuple[int, str]]:
-        """``{key: (row, state)}`` of the stored queue jobs among ``keys``."""
+    def _rows_by_key(self, keys: Sequence[str], lock: str = "") -> Dict[str, Tuple[int, str]]:
+        """``{key: (row, state)}`` of the stored queue jobs among ``keys`` (``lock``: a row lock)."""
         found: Dict[str, Tuple[int, str]] = {}
         for group in _chunks(list(dict.fromkeys(keys)), _CHUNK):
             rows = self.connection.execute(
                 "SELECT name, id, state FROM jobs WHERE queue IS NOT NULL"
-                f" AND name IN ({_marks(len(group))})",
+                f" AND name IN ({_marks(len(group))}){lock}",
                 tuple(group),
             )
             found.update((text_of(name) or "", (row, state)) for name, row, state in rows)
@@ -208,7 +225,9 @@ class SQLiteQueueMixin:
 
     def _link(self, jobs: Sequence[NewJob], now: float) -> None:
         keys = [job.key for job in jobs] + [key for job in jobs for key in job.depends_on]
-        rows = self._rows_by_key(keys)
+        # Locked until this transaction ends: a dependency that ends meanwhile waits for it, then
+        # sees these edges (PostgreSQL; in SQLite nobody else writes meanwhile).
+        rows = self._rows_by_key(keys, self.dialect.share_lock)
         edges: List[Tuple[int, int]] = []
         doomed: List[Tuple[int, str]] = []
         for job in jobs:
@@ -228,7 +247,7 @@ class SQLiteQueueMixin:
             if dead is not None:
                 doomed.append((job_row, dead))
         self.connection.executemany(
-            "INSERT OR IGNORE INTO job_deps (job_id, depends_on) VALUES (?, ?)", edges
+            "INSERT INTO job_deps (job_id, depends_on) VALUES (?, ?) ON CONFLICT DO NOTHING", edges
         )
         if doomed:  # after the edges: the jobs of this batch that wait for a doomed one die too
             self._kill_dependents_of([], now, doomed)
@@ -246,9 +265,10 @@ class SQLiteQueueMixin:
         with self._writing():
             if reclaim:
                 self._reclaim_expired(now, scope, params)
-            # The planner would take jobs_due and sort every due job; these indexes are in claim order.
-            index = "jobs_queue_due" if len(queues) == 1 else "jobs_claim"
-            rows = self.connection.execute(_CLAIM_SQL.format(scope=scope, index=index), (
+            # SQLite's planner would take jobs_due and sort every due job; these indexes are in claim order.
+            index = self.dialect.indexed_by("jobs_queue_due" if len(queues) == 1 else "jobs_claim")
+            sql = _CLAIM_SQL.format(scope=scope, index=index, lock=self.dialect.claim_lock)
+            rows = self.connection.execute(sql, (
                 owner, now + lease_seconds, now, now, *params, now, limit, now,
             )).fetchall()
         jobs = [queue_job_from_row(row) for row in rows]
@@ -258,7 +278,7 @@ class SQLiteQueueMixin:
     def _reclaim_expired(self, now: float, scope: str, params: Tuple[Any, ...]) -> None:
         expired = self.connection.execute(
             f"SELECT id, name, attempts, max_attempts, tries, lease_owner, worker_id, started_at FROM jobs"
-            f" WHERE {scope} AND state = 'running' AND lease_expires_at <= ?",
+            f" WHERE {scope} AND state = 'running' AND lease_expires_at <= ?{self.dialect.claim_lock}",
             (*params, now),
         ).fetchall()
         dead: List[Tuple[int, str]] = []
@@ -331,7 +351,7 @@ class SQLiteQueueMixin:
         with self._writing():
             found = self.connection.execute(
                 "SELECT name, state, lease_owner, attempts, max_attempts, tries, cancel_requested FROM jobs"
-                " WHERE id = ?", (row,),
+                f" WHERE id = ?{self.dialect.update_lock}", (row,),
             ).fetchone()
             if found is None or found[1] != _S.RUNNING.value or found[2] != owner:
                 raise LeaseLost(f"job {text_of(found[0]) if found else row}", owner)
@@ -375,15 +395,17 @@ class SQLiteQueueMixin:
         row = result.task.index
         with self._writing():
             found = self.connection.execute(_COMPLETED_SQL, (
-                result.attempt, result.pid, result.worker_id, result.exit_code, result.start_time,
-                result.end_time, result.duration, result.memory_mb, result.cpu_percent, now, row, owner,
+                result.pid, result.worker_id, result.exit_code, result.start_time, result.end_time,
+                result.duration, result.memory_mb, result.cpu_percent, now, row, owner, result.attempt,
             )).fetchone()
             if found is None:
                 raise LeaseLost(f"job {row}", owner)
             self.connection.execute(
                 _HISTORY_SQL, _history_row(row, found[1], TaskStatus.SUCCESS.value, owner, result, None)
             )
-            if found[2]:
+            # With writers side by side, the EXISTS above saw the edges committed when the statement
+            # began; this statement of its own also sees one an enqueue committed while it waited.
+            if found[2] or self.dialect.concurrent_writers:
                 self.connection.execute(
                     "UPDATE jobs SET waiting_on = waiting_on - 1, updated_at = ?"
                     " WHERE id IN (SELECT job_id FROM job_deps WHERE depends_on = ?) AND state = 'pending'"
@@ -467,11 +489,11 @@ class SQLiteQueueMixin:
 
     # -- reading ---------------------------------------------------------------------------------
     def _queue_jobs_where(self, where: str, params: Tuple[Any, ...], now: float,
-                          order: str = "id", limit: int = -1) -> List[QueueJob]:
+                          order: str = "id", limit: Optional[int] = None) -> List[QueueJob]:
         rows = self.connection.execute(
             f"SELECT {_QUEUE_JOB_COLUMNS} FROM jobs WHERE queue IS NOT NULL AND {where} ORDER BY {order}"
             " LIMIT ?",
-            (now, *params, limit),
+            (now, *params, self.dialect.no_limit if limit is None else limit),
         ).fetchall()
         return [queue_job_from_row(row) for row in rows]
 
@@ -492,7 +514,7 @@ class SQLiteQueueMixin:
         after: Tuple[Any, ...] = ()
         while remaining != 0:
             page = _CHUNK if remaining < 0 else min(_CHUNK, remaining)
-            where = " AND ".join(conditions + ([f"({key}, id) > (?, ?)"] if after else [])) or "1"
+            where = " AND ".join(conditions + ([f"({key}, id) > (?, ?)"] if after else [])) or "1 = 1"
             with self._reading():
                 jobs = self._queue_jobs_where(where, (*params, *after), now, order=f"{key}, id", limit=page)
             yield from jobs
@@ -514,7 +536,7 @@ class SQLiteQueueMixin:
             conditions.append("id < ?")
             params.append(before)
         with self._reading():
-            return self._queue_jobs_where(" AND ".join(conditions) or "1", tuple(params), now,
+            return self._queue_jobs_where(" AND ".join(conditions) or "1 = 1", tuple(params), now,
                                           order="id DESC", limit=limit)
 
     def count_queue_jobs(self, now: float, *, states: Sequence[str] = (), queue: Optional[str] = None,
@@ -524,7 +546,7 @@ class SQLiteQueueMixin:
         where = " AND ".join(["queue IS NOT NULL", *conditions])
         # A text search reads every row anyway: straight through the table, not through an index
         # and then each row by its rowid.
-        source = "jobs NOT INDEXED" if text and not states else "jobs"
+        source = "jobs" + (self.dialect.not_indexed() if text and not states else "")
         with self._reading():
             (count,) = self.connection.execute(
                 f"SELECT COUNT(*) FROM {source} WHERE {where}", params).fetchone()
@@ -535,7 +557,7 @@ class SQLiteQueueMixin:
         ``since``, each ``bucket`` seconds long (the jobs/s figure)."""
         with self._reading():
             rows = self.connection.execute(
-                "SELECT CAST((ended_at - ?) / ? AS INTEGER), COUNT(*) FROM attempts"
+                f"SELECT {self.dialect.floor_int('(ended_at - ?) / ?')}, COUNT(*) FROM attempts"
                 " WHERE ended_at >= ? AND worker IS NOT NULL GROUP BY 1",
                 (since, bucket, since),
             ).fetchall()
@@ -555,7 +577,8 @@ class SQLiteQueueMixin:
                     shown = _STORED_SHOWN.get(state, state)
                     counts[shown] = counts.get(shown, 0) + count
             pending, waiting, scheduled = self.connection.execute(
-                "SELECT COUNT(*), TOTAL(waiting_on > 0), TOTAL(waiting_on = 0 AND next_attempt_at > ?)"
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN waiting_on > 0 THEN 1 ELSE 0 END), 0),"
+                " COALESCE(SUM(CASE WHEN waiting_on = 0 AND next_attempt_at > ? THEN 1 ELSE 0 END), 0)"
                 f" FROM jobs WHERE {where} AND state = 'pending'", (now, *params),
             ).fetchone()
         for shown, count in (("pending", pending - waiting - scheduled), ("waiting", waiting),
@@ -601,7 +624,8 @@ class SQLiteQueueMixin:
         one is marked for its worker to stop. Returns the job's state before, or None if unknown."""
         with self._writing():
             found = self.connection.execute(
-                "SELECT id, state FROM jobs WHERE queue IS NOT NULL AND name = ?", (key,)
+                f"SELECT id, state FROM jobs WHERE queue IS NOT NULL AND name = ?{self.dialect.update_lock}",
+                (key,),
             ).fetchone()
             if found is None:
                 return None
@@ -694,7 +718,7 @@ def _filters(now: float, states: Sequence[str], queue: Optional[str],
         # itself); cutting there is much cheaper than json_extract on every row.
         # The first instr() on the whole argv is a cheap pre-filter: most rows stop there.
         needle = _ENCODE(text)[1:-1]
-        conditions.append("(instr(name, ?) > 0 OR (instr(argv, ?) > 0 AND instr(CASE WHEN shell"
+        conditions.append("(instr(name, ?) > 0 OR (instr(argv, ?) > 0 AND instr(CASE WHEN shell <> 0"
                           " THEN substr(argv, instr(argv, '\",\"-c\",') + 7) ELSE argv END, ?) > 0))")
         params.extend((text, needle, needle))
     return conditions, params
