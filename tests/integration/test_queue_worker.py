@@ -244,6 +244,49 @@ def test_eight_worker_processes_run_each_of_500_jobs_exactly_once(queue: Queue, 
     assert len(busy) >= 2, "the 500 jobs were not shared between the worker processes"
 
 
+def test_two_worker_processes_of_four_slots_run_each_of_400_jobs_exactly_once(
+    queue: Queue, tmp_path: Path
+) -> None:
+    out = tmp_path / "ran.txt"
+    workers = [queue.start_worker("--count", "4", started=False) for _ in range(2)]
+    for worker in workers:
+        queue.wait_started(worker)
+    keys = [f"job-{number:03d}" for number in range(400)]
+    assert queue.enqueue({"id": key, "command": append(out, key)} for key in keys) == keys
+
+    queue.wait_until(lambda: queue.count("succeeded") == 400, 60,
+                     f"400 completed jobs ({queue.count('succeeded')} so far)")
+    assert queue.ok("worker", "stop").stdout == "Asked 2 worker(s) to stop once their running jobs finish\n"
+    assert [worker.wait() for worker in workers] == [0, 0]
+
+    ran = collections.Counter(lines_of(out))
+    assert sorted(ran) == keys and set(ran.values()) == {1}
+    assert queue.sql("SELECT attempt, status, COUNT(*) FROM attempts GROUP BY 1, 2") == [(1, "SUCCESS", 400)]
+    picked: collections.Counter = collections.Counter()
+    slots = set()
+    for worker in workers:
+        for match in worker.lines(r"Worker-(\d): picked job (\S+) \(attempt 1\)"):
+            slots.add((worker.pid, match.group(1)))
+            picked[match.group(2)] += 1
+    assert sorted(picked) == keys and set(picked.values()) == {1}
+    assert {slot for _pid, slot in slots} <= {"1", "2", "3", "4"}
+
+
+def test_an_idle_worker_of_a_postgresql_store_wakes_on_notify_alone(queue: Queue, tmp_path: Path) -> None:
+    """The worker has no due time to wake for and no datagram can reach it (its wake address is
+    gone, as for a worker on another host): only PostgreSQL's NOTIFY tells it of the new job."""
+    if not queue.store.is_postgres:
+        pytest.skip("SQLite has no notifications: its workers wake on datagrams (tested above)")
+    out = tmp_path / "out"
+    worker = queue.start_worker("--count", "1")
+    queue.sql("UPDATE workers SET wake = NULL")
+    time.sleep(1.2)  # a few heartbeats: an idle worker that polled would show it now
+    queue.enqueue([{"id": "told", "command": append(out, "told")}])
+    queue.wait_state("told", "succeeded")
+    assert lines_of(out) == ["told"]
+    assert len(worker.lines(r"Worker-1: picked job told \(attempt 1\)")) == 1, worker.log()
+
+
 # -- 2. kill -9 -------------------------------------------------------------------------------------
 def test_a_job_of_a_killed_worker_is_taken_over_after_its_lease(queue: Queue, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
