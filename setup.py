@@ -13,7 +13,7 @@ VERSION = re.search(
 
 DASHBOARD = ["Flask>=2.2"]
 DASK = ["distributed>=2022.2"]  # dask.distributed: the dask executor
-POSTGRES = ["psycopg[binary]>=3.1"]  # psycopg 3: the PostgreSQL store
+POSTGRES = ["psycopg[binary]>=3.2"]  # psycopg 3: the PostgreSQL store
 PLUGIN_PACKAGES = ["sources", "executors", "reporters", "presets", "journal", "dashboard"]
 
 setup(

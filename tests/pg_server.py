@@ -16,7 +16,10 @@ The binaries are found in ``$PARALLELR_PG_BINDIR``, else on PATH, else in Debian
 server are skipped, unless ``PARALLELR_REQUIRE_POSTGRES=1`` (CI sets it): then they fail.
 
 initdb and pg_ctl refuse to run as root: as root they run as the ``postgres`` OS user (the one
-Debian's package creates), as anybody else they run as that user.
+Debian's package creates), otherwise as the current user. Authentication is ``trust``: the server
+listens on 127.0.0.1 only and lives for one session. It is stopped by ``stop()``, at interpreter
+exit and on SIGTERM; only a SIGKILL of the process that started it leaves it running (its files
+are then in ``$TMPDIR/parallelr-pg-*``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -180,9 +184,46 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# -- the servers this process started: stopped at exit and on SIGTERM, whoever forgot them --
+_live_servers: List[PostgresServer] = []
+
+
+def _stop_live_servers() -> None:
+    for server in list(_live_servers):
+        server.stop()
+
+
+def _stop_live_servers_then_die(signum: int, _frame: object) -> None:
+    # SIGTERM (e.g. from `timeout`) skips atexit: stop the servers, then die of SIGTERM as before.
+    _stop_live_servers()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _in_main_thread() -> bool:  # signal.signal() works there only
+    return threading.current_thread() is threading.main_thread()
+
+
+def _track(server: PostgresServer) -> None:
+    _live_servers.append(server)
+    if _in_main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # never replace a handler
+        signal.signal(signal.SIGTERM, _stop_live_servers_then_die)
+
+
+def _untrack(server: PostgresServer) -> None:
+    with contextlib.suppress(ValueError):
+        _live_servers.remove(server)
+    ours = signal.getsignal(signal.SIGTERM) is _stop_live_servers_then_die
+    if not _live_servers and ours and _in_main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+atexit.register(_stop_live_servers)  # an interrupted session still stops the servers it started
+
+
 class PostgresServer:
     """One throwaway cluster: ``start()``, ``url(dbname)``, ``create_database()``,
-    ``drop_database()``, ``stop()`` (idempotent; also run at interpreter exit if forgotten)."""
+    ``drop_database()``, ``stop()`` (idempotent; also run at interpreter exit and on SIGTERM)."""
 
     def __init__(self, binaries: Optional[PostgresBinaries] = None) -> None:
         self.binaries = binaries or find_binaries()
@@ -217,7 +258,7 @@ class PostgresServer:
         if self.port is not None:
             return self
         self.base_dir = Path(tempfile.mkdtemp(prefix="parallelr-pg-", dir=_base_dir_for(self.run_as)))
-        atexit.register(self.stop)  # an interrupted session still stops the server it started
+        _track(self)
         try:
             if self.run_as.switches:
                 os.chown(self.base_dir, self.run_as.uid, self.run_as.gid)  # stays 0700: the user's own
@@ -244,7 +285,7 @@ class PostgresServer:
                       file=sys.stderr)
             self.base_dir = None
             self.port = None
-            atexit.unregister(self.stop)
+            _untrack(self)
 
     def __enter__(self) -> PostgresServer:
         return self.start()
