@@ -103,6 +103,15 @@ def create_directory(directory: str) -> None:
         ) from None
 
 
+def store_location(settings: Any, home: Path) -> str:
+    """Where the store is: a ``postgresql://`` URL in ``journal.path`` as it is, else the file of
+    :func:`store_path`."""
+    configured = settings.journal.path if settings is not None else ""
+    if configured.startswith(("postgresql://", "postgres://")):
+        return configured
+    return str(store_path(settings, home))
+
+
 def store_path(settings: Any, home: Path) -> Path:
     """The store's database: ``journal.path`` (``~`` expanded; relative to ``~/<app>``), or
     ``~/<app>/state.db``."""

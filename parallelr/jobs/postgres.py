@@ -268,8 +268,10 @@ class PostgresJobStore(SqlJobStore):
         return shown_url(self.url)
 
     @property
-    def path(self) -> str:  # what the journal's messages name
-        return self.location
+    def address(self) -> str:
+        """What :func:`~parallelr.jobs.opening.open_store` takes to open this store again (the
+        URL with its password: never printed)."""
+        return self.url
 
     # -- the store itself -----------------------------------------------------------------------
     @classmethod

@@ -129,6 +129,11 @@ class SQLiteJobStore(SqlJobStore):
     def location(self) -> str:
         return str(self.path)
 
+    @property
+    def address(self) -> str:
+        """What :func:`~parallelr.jobs.opening.open_store` takes to open this store again."""
+        return str(self.path)
+
     # -- the store itself -----------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path, create: bool = True,

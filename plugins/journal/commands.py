@@ -16,9 +16,9 @@ from parallelr.jobs.records import JobRecord, RunRecord
 from parallelr.jobs.run_views import job_dict as _job_dict
 from parallelr.jobs.run_views import run_counts as _counts
 from parallelr.jobs.run_views import run_dict as _run_dict
-from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import JOB_STATES
-from parallelr.paths import store_path as journal_path
+from parallelr.jobs.store import JobStore
+from parallelr.paths import store_location as journal_location
 from parallelr.plugins.journal.database import JournalUnavailable, open_journal, reading_journal
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
 from parallelr.request import RunRequest
@@ -28,19 +28,19 @@ ERROR_WIDTH = 60  # characters of a task's last error in a table (JSON has all o
 
 
 # -- shared -------------------------------------------------------------------------------------
-def _open(config: Any) -> Optional[SQLiteJobStore]:
+def _open(config: Any) -> Optional[JobStore]:
     """The journal, or None if no run was ever recorded (reading never creates it)."""
     try:
-        return open_journal(journal_path(config.settings, config.home), create=False)
+        return open_journal(journal_location(config.settings, config.home), create=False)
     except JournalUnavailable as exc:
         raise exc.without_hint() from None
 
 
 def _path(config: Any) -> str:
-    return str(journal_path(config.settings, config.home))
+    return str(journal_location(config.settings, config.home))
 
 
-def _find_run(store: Optional[SQLiteJobStore], wanted: str, config: Any) -> RunRecord:
+def _find_run(store: Optional[JobStore], wanted: str, config: Any) -> RunRecord:
     run = None
     if store is not None:
         run = store.latest_run() if wanted == LAST else store.get_run(wanted)
@@ -84,12 +84,12 @@ def _runs(config: Any, out: IO[str] = sys.stdout) -> int:
             store.close()
 
 
-def _reading(store: Optional[SQLiteJobStore]) -> Any:
+def _reading(store: Optional[JobStore]) -> Any:
     """A store error while reading (a corrupt page) is one line naming the journal."""
     return reading_journal(store) if store is not None else contextlib.nullcontext()
 
 
-def _runs_list(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
+def _runs_list(store: Optional[JobStore], options: Any, config: Any, out: IO[str]) -> int:
     if options.limit < 0:
         raise UsageError("--limit takes a number of runs, 0 for all")
     runs = store.list_runs(options.limit or None) if store is not None else []
@@ -112,7 +112,7 @@ def _runs_list(store: Optional[SQLiteJobStore], options: Any, config: Any, out: 
     return 0
 
 
-def _runs_show(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
+def _runs_show(store: Optional[JobStore], options: Any, config: Any, out: IO[str]) -> int:
     run = _find_run(store, options.run_id, config)
     assert store is not None
     jobs = store.iter_jobs(run.id, states=options.state)
@@ -185,7 +185,7 @@ def _dlq(config: Any, out: IO[str] = sys.stdout) -> int:
             store.close()
 
 
-def _dlq_list(store: Optional[SQLiteJobStore], options: Any, out: IO[str]) -> int:
+def _dlq_list(store: Optional[JobStore], options: Any, out: IO[str]) -> int:
     jobs = store.dead_jobs(options.run) if store is not None else iter(())
     if options.json:
         _write_json_lines(out, "[", (_job_dict(job) for job in jobs), "]")
@@ -208,7 +208,7 @@ def _prepend(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield from rest
 
 
-def _selected_dead(store: Optional[SQLiteJobStore], options: Any, config: Any) -> List[JobRecord]:
+def _selected_dead(store: Optional[JobStore], options: Any, config: Any) -> List[JobRecord]:
     if options.all and options.ids:
         raise UsageError("dlq retry takes job IDs or --all, not both")
     if not options.all and not options.ids:
@@ -248,7 +248,7 @@ def retry_dead(config: Any, run_id: str, only: str) -> None:
         print(f"{config.app_name}: error: {exc}", file=sys.stderr)
 
 
-def _dlq_retry(store: Optional[SQLiteJobStore], options: Any, config: Any, out: IO[str]) -> int:
+def _dlq_retry(store: Optional[JobStore], options: Any, config: Any, out: IO[str]) -> int:
     jobs = _selected_dead(store, options, config)
     if not jobs:
         out.write(f"No dead tasks{' in run ' + options.run if options.run else ''} to retry.\n")
@@ -268,7 +268,7 @@ def _dlq_retry(store: Optional[SQLiteJobStore], options: Any, config: Any, out: 
         out.flush()
         retry_dead(config, run_id, only)
     try:
-        after = open_journal(store.path, create=False)
+        after = open_journal(store.address, create=False)
     except JournalUnavailable as exc:
         raise exc.without_hint() from None
     if after is None:

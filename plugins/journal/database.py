@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from parallelr.errors import ParallelrError
 from parallelr.jobs.errors import StoreUnavailable
-from parallelr.jobs.sqlite import DEFAULT_BUSY_TIMEOUT, SQLiteJobStore
+from parallelr.jobs.opening import is_url, open_existing_store, open_store
+from parallelr.jobs.postgres import shown_url
+from parallelr.jobs.sqlite import DEFAULT_BUSY_TIMEOUT
 
 BUSY_TIMEOUT_VARIABLE = "PARALLELR_JOURNAL_BUSY_TIMEOUT"  # seconds; tests make it short
 
@@ -22,9 +23,10 @@ BUSY_TIMEOUT_VARIABLE = "PARALLELR_JOURNAL_BUSY_TIMEOUT"  # seconds; tests make 
 class JournalUnavailable(ParallelrError):
     """The database cannot be opened or written; the run stops before its first task."""
 
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"cannot use the journal {path}: {reason}; run with --no-journal to run without it")
-        self.path = path
+    def __init__(self, location: str, reason: str) -> None:
+        shown = shown_url(location) if is_url(location) else location
+        super().__init__(f"cannot use the journal {shown}: {reason}; run with --no-journal to run without it")
+        self.path = shown
         self.reason = reason
 
     def without_hint(self) -> ParallelrError:
@@ -48,33 +50,36 @@ def busy_timeout() -> float:
     return seconds_from_environment(BUSY_TIMEOUT_VARIABLE, DEFAULT_BUSY_TIMEOUT)
 
 
-def open_journal(path: Path, create: bool = True) -> Optional[SQLiteJobStore]:
-    """The journal at ``path`` (created with ``create``), or None if it does not exist yet.
+def open_journal(location: str, create: bool = True) -> Optional[Any]:
+    """The journal at ``location`` (a file, or a ``postgresql://`` URL; created with ``create``),
+    or None if it does not exist yet.
 
     Raises:
         JournalUnavailable: it cannot be opened.
     """
     try:
-        return SQLiteJobStore.open(path, create=create, busy_timeout=busy_timeout())
+        if create:
+            return open_store(str(location), busy_timeout=busy_timeout())
+        return open_existing_store(str(location), busy_timeout=busy_timeout())
     except StoreUnavailable as exc:
-        raise JournalUnavailable(Path(path), exc.reason) from None
+        raise JournalUnavailable(str(location), exc.reason) from None
 
 
 @contextlib.contextmanager
-def reading_journal(store: SQLiteJobStore) -> Iterator[None]:
+def reading_journal(store: Any) -> Iterator[None]:
     """Reads whose failure (a corrupt page) is one line naming the journal, as for a run, without
     the --no-journal hint (a command that reads the journal cannot do without it)."""
     try:
         yield
     except StoreUnavailable as exc:
-        raise JournalUnavailable(store.path, exc.reason).without_hint() from None
+        raise JournalUnavailable(store.location, exc.reason).without_hint() from None
 
 
 @contextlib.contextmanager
-def journal_transaction(store: SQLiteJobStore) -> Iterator[None]:
+def journal_transaction(store: Any) -> Iterator[None]:
     """A write transaction whose failure is a :class:`JournalUnavailable`."""
     try:
         with store.transaction():
             yield
     except StoreUnavailable as exc:
-        raise JournalUnavailable(store.path, exc.reason) from None
+        raise JournalUnavailable(store.location, exc.reason) from None

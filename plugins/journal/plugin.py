@@ -18,7 +18,7 @@ from typing import Any, Dict
 from parallelr.config import load_settings
 from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
-from parallelr.paths import store_path as journal_path
+from parallelr.paths import store_location as journal_location
 from parallelr.plugins.journal.commands import COMMANDS
 from parallelr.plugins.journal.database import reading_journal
 from parallelr.plugins.journal.resume import (
@@ -71,7 +71,7 @@ def parallelr_configure(config: Any) -> None:
     settings = load_settings(config.app_name).settings
     if not settings.journal.enabled:
         raise UsageError("--resume needs the journal, but journal.enabled is false in the config")
-    path = journal_path(settings, config.home)
+    path = journal_location(settings, config.home)
     store = open_for_resume(path)
     if store is None:
         raise UsageError(f"--resume: no run has been recorded yet (no journal at {path})")

@@ -8,7 +8,6 @@ count their attempts on: a task that ran twice before runs now as attempt 3.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
@@ -16,8 +15,8 @@ import attrs
 from parallelr.errors import ParallelrError, UsageError
 from parallelr.jobs.liveness import is_alive
 from parallelr.jobs.records import RunRecord
-from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import counted_as as status_counted_as
+from parallelr.jobs.store import JobStore
 from parallelr.model import ResumePlan, Task, TaskStatus
 from parallelr.options import RESTORED_DESTS, TASK_OPTIONS
 from parallelr.plugins.journal.database import open_journal, reading_journal
@@ -67,16 +66,16 @@ def parse_only(text: Optional[str]) -> Optional[Tuple[str, Tuple[int, ...]]]:
     return ("ids", tuple(ids))
 
 
-def find_run(store: SQLiteJobStore, wanted: str, app_name: str) -> RunRecord:
+def find_run(store: JobStore, wanted: str, app_name: str) -> RunRecord:
     """The run named by ``--resume``: an ID, or ``last`` (the newest run of this app)."""
     if wanted == LAST:
         run = store.latest_run(app_name)
         if run is None:
-            raise UsageError(f"--resume last: no {app_name} run is recorded in {store.path} yet")
+            raise UsageError(f"--resume last: no {app_name} run is recorded in {store.location} yet")
         return run
     run = store.get_run(wanted)
     if run is None:
-        raise UsageError(f"unknown run {wanted!r} in {store.path}; see '{app_name} runs list'")
+        raise UsageError(f"unknown run {wanted!r} in {store.location}; see '{app_name} runs list'")
     if run.app_name != app_name:
         raise UsageError(
             f"run {wanted} is a {run.app_name} run; resume it with {run.app_name} --resume {wanted}"
@@ -100,7 +99,7 @@ class Selection:
     mode: str = "unfinished"  # "unfinished", "dead" or "ids"
     job_ids: Tuple[int, ...] = ()
 
-    def chosen_ids(self, store: SQLiteJobStore) -> Optional[List[int]]:
+    def chosen_ids(self, store: JobStore) -> Optional[List[int]]:
         """The explicit job IDs (checked), or None for "every job not succeeded"."""
         if self.mode == "unfinished":
             return None
@@ -123,7 +122,7 @@ class StoredTasks:
     page of rows is in memory at a time, so a run of 100,000 tasks costs no more than one of 100.
     """
 
-    def __init__(self, path: Path, run_id: str, job_ids: Optional[Sequence[int]], count: int,
+    def __init__(self, path: str, run_id: str, job_ids: Optional[Sequence[int]], count: int,
                  last_position: Optional[int] = None) -> None:
         self.path = path
         self.run_id = run_id
@@ -170,7 +169,7 @@ class ResumeTasks:
 
 
 def previous_counts(
-    store: SQLiteJobStore, run_id: str, chosen: Optional[Sequence[int]]
+    store: JobStore, run_id: str, chosen: Optional[Sequence[int]]
 ) -> Dict[TaskStatus, int]:
     """How the jobs that do not run again count in the summary (by their stored outcome)."""
     counts = store.state_counts(run_id)
@@ -188,7 +187,7 @@ def previous_counts(
     return previous
 
 
-def build_plan(store: SQLiteJobStore, selection: Selection,
+def build_plan(store: JobStore, selection: Selection,
                tail: Optional[Tail] = None) -> Tuple[ResumePlan, Optional[List[int]]]:
     """The resume plan for ``selection``, and the explicit job IDs it runs (None: all not
     succeeded); ``tail``: the run's tasks that never had a job, run after the stored ones."""
@@ -199,8 +198,8 @@ def build_plan(store: SQLiteJobStore, selection: Selection,
     else:
         count = len(chosen)
     if tail is None or tail.count == 0:
-        tasks: Any = StoredTasks(store.path, selection.run_id, chosen, count)
+        tasks: Any = StoredTasks(store.address, selection.run_id, chosen, count)
     else:
-        tasks = ResumeTasks(StoredTasks(store.path, selection.run_id, chosen, count, tail.start), tail)
+        tasks = ResumeTasks(StoredTasks(store.address, selection.run_id, chosen, count, tail.start), tail)
     previous = previous_counts(store, selection.run_id, chosen)
     return ResumePlan(run_id=selection.run_id, tasks=tasks, count=len(tasks), previous=previous), chosen

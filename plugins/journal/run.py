@@ -32,9 +32,9 @@ from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
 from parallelr.jobs.leases import Lease, new_owner
 from parallelr.jobs.liveness import own_create_time, this_host
-from parallelr.jobs.sqlite import SQLiteJobStore
+from parallelr.jobs.store import JobStore
 from parallelr.model import ResumePlan, RunInfo, RunSummary, Task, TaskResult, TaskStatus
-from parallelr.paths import store_path as journal_path
+from parallelr.paths import store_location as journal_location
 from parallelr.plugins.journal import processes
 from parallelr.plugins.journal.database import (
     JournalUnavailable,
@@ -67,7 +67,7 @@ def journal_enabled(run: RunInfo) -> bool:
     return not run.options.get("no_journal") and bool(run.settings.journal.enabled)
 
 
-def open_for_resume(path: Path) -> Optional[SQLiteJobStore]:
+def open_for_resume(path: str) -> Optional[JobStore]:
     try:
         return open_journal(path, create=False)
     except JournalUnavailable as exc:  # --no-journal is no way out here
@@ -93,7 +93,7 @@ class JournalRun:
         self.config = config
         self.run_id: Optional[str] = None  # the run this object records, once planned
         self.resuming: Optional[Resuming] = None
-        self.store: Optional[SQLiteJobStore] = None
+        self.store: Optional[JobStore] = None
         self.writer: Optional[JournalWriter] = None
         self.planner: Optional[Planner] = None
         self.job_owner = ""  # the jobs' lease owner, as before leases: pid:<runner pid>
@@ -111,7 +111,7 @@ class JournalRun:
         if not run_id:
             return None
         only = parse_only(request.option("resume_only"))
-        path = journal_path(config.settings, config.home)
+        path = journal_location(config.settings, config.home)
         store = open_for_resume(path)
         if store is None:
             raise UsageError(f"--resume: the journal {path} is gone")
@@ -119,7 +119,7 @@ class JournalRun:
             with reading_journal(store):
                 run = store.get_run(run_id)
                 if run is None:
-                    raise UsageError(f"unknown run {run_id!r} in {store.path}")
+                    raise UsageError(f"unknown run {run_id!r} in {store.location}")
                 check_not_running(run)
                 mode, ids = only if only is not None else ("unfinished", ())
                 # the tasks without a job, read again from the source (checked first)
@@ -140,7 +140,7 @@ class JournalRun:
         self.run_id = run.run_id
         if not journal_enabled(run):
             return
-        store = open_journal(journal_path(run.settings, Path(run.paths.home)))
+        store = open_journal(journal_location(run.settings, Path(run.paths.home)))
         assert store is not None
         now = time.time()
         lease = Lease.starting(new_owner("runner", run.pid, this_host()), now)
@@ -164,7 +164,7 @@ class JournalRun:
         atexit.register(self.close)
 
     @staticmethod
-    def _store_run(store: SQLiteJobStore, run: RunInfo, tasks: Any, lease: Lease,
+    def _store_run(store: JobStore, run: RunInfo, tasks: Any, lease: Lease,
                    resuming: Optional[Resuming], now: float) -> Optional[Planner]:
         """The run row (new, or taken over to resume it) and its first jobs; the planner that
         stores the rest while the run goes on."""

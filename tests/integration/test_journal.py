@@ -1,5 +1,6 @@
 """The journal from the outside: what real runs record, ``runs list|show``, ``--no-journal``, and a
-database that cannot be used (corrupt, locked, unwritable) stopping the run before any task runs."""
+database that cannot be used (corrupt, locked, unwritable, a PostgreSQL server that refuses)
+stopping the run before any task runs. ``runs list|show`` runs with the journal in both stores."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from pg_server import free_port
+from store_support import StoreTarget
 
 
 def write_tasks(tmp_path: Path, **codes: int) -> Path:
@@ -30,7 +33,17 @@ def database(home: Path, app: str = "parallelr") -> Path:
     return home / app / "state.db"
 
 
-def test_runs_list_and_show(tmp_path, home, run_cli, summary) -> None:
+@pytest.fixture
+def journal_at(store_target: StoreTarget, home: Path, user_config) -> str:
+    """Where this test's journal is, as messages name it: the default file, or a PostgreSQL
+    database that ``journal.path`` names."""
+    if not store_target.is_postgres:
+        return str(database(home))
+    user_config(f"journal:\n  path: {store_target.location}\n")
+    return store_target.location
+
+
+def test_runs_list_and_show(tmp_path, home, run_cli, summary, journal_at) -> None:
     tasks = write_tasks(tmp_path, a=0, b=1, c=0)
     first = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r", "-m", "2"])
     assert first.returncode == 1, first.output
@@ -80,8 +93,9 @@ def test_runs_list_and_show(tmp_path, home, run_cli, summary) -> None:
     unknown = run_cli(["runs", "show", "nope"])
     assert unknown.returncode == 2
     assert unknown.stderr == (
-        f"parallelr: error: unknown run 'nope' (journal {database(home)}); see 'parallelr runs list'\n"
+        f"parallelr: error: unknown run 'nope' (journal {journal_at}); see 'parallelr runs list'\n"
     )
+    assert database(home).exists() == (journal_at == str(database(home)))
 
 
 def test_arguments_file_tasks_are_stored(tmp_path, run_cli) -> None:
@@ -196,6 +210,23 @@ def test_unusable_journal_path(tmp_path, run_cli, user_config) -> None:
     assert result.returncode == 1
     assert result.stderr == unusable_journal_error(blocker / "state.db", "not a directory")
     assert ran(tmp_path) == []
+
+
+def test_a_postgresql_journal_that_refuses_stops_the_run_before_any_task(tmp_path, run_cli, user_config):
+    tasks = write_tasks(tmp_path, a=0)
+    url = f"postgresql://parallelr:secret@127.0.0.1:{free_port()}/journal"  # nothing listens there
+    user_config(f"journal:\n  path: {url}\n")
+    result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"])
+    assert result.returncode == 1
+    shown = url.replace("secret", "***")
+    prefix = f"parallelr: error: cannot use the journal {shown}: connection failed: "
+    assert result.stderr.startswith(prefix), result.stderr
+    assert result.stderr.endswith("; run with --no-journal to run without it\n"), result.stderr
+    assert "Connection refused" in result.stderr and result.stderr.count("\n") == 1
+    assert "secret" not in result.output
+    assert ran(tmp_path) == []
+    assert run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r", "--no-journal"]).returncode == 0
+    assert ran(tmp_path) == ["a"]
 
 
 @pytest.mark.parametrize("how", ["console script", "--preset"])

@@ -1,5 +1,6 @@
 """--resume after a kill -9 of the runner: every task runs, none that succeeded runs twice, and the
-task processes the dead runner left behind are terminated first."""
+task processes the dead runner left behind are terminated first. The kill -9 test runs with the
+journal in both stores: the default SQLite file and a PostgreSQL database (``journal.path``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import signal
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import psutil
+import pytest
+from store_support import StoreTarget
 
 COUNT = 10
 QUICK = 4  # t01..t04 finish at once; t05.. hang (until the "fast" flag exists) so the kill catches them
@@ -60,7 +63,30 @@ def job_states(home: Path) -> Dict[int, str]:
         connection.close()
 
 
-def test_kill_9_then_resume_last(tmp_path, home, janitor, wait_until, run_cli, summary) -> None:
+@pytest.fixture
+def journal_states(
+    store_target: StoreTarget, home: Path, user_config: Any
+) -> Iterator[Callable[[], Dict[int, str]]]:
+    """The journal in this test's store kind (PostgreSQL through ``journal.path``); reads its jobs' states."""
+    if not store_target.is_postgres:
+        yield lambda: job_states(home)
+        return
+    user_config(f"journal:\n  path: {store_target.location}\n")
+
+    def states() -> Dict[int, str]:
+        try:
+            return dict(store_target.sql("SELECT position, state FROM jobs"))
+        except Exception:  # not created yet
+            return {}
+
+    yield states
+    assert not (home / "parallelr" / "state.db").exists()  # the runs were in PostgreSQL only
+    assert len(store_target.sql("SELECT id FROM runs")) == 1
+
+
+def test_kill_9_then_resume_last(
+    tmp_path, home, janitor, wait_until, run_cli, summary, journal_states
+) -> None:
     tasks = make_tasks(tmp_path)
     runner = janitor.popen(
         [sys.executable, "-m", "parallelr", "-T", str(tasks), "-C", "bash @TASK@", "-r", "-m", "2"], home,
@@ -75,7 +101,7 @@ def test_kill_9_then_resume_last(tmp_path, home, janitor, wait_until, run_cli, s
 
     wait_until(hanging, 30, "t01-t04 to finish and t05, t06 to hang")
     # The finished tasks are on disk promptly, while the runner still runs (no flush at exit needed).
-    wait_until(lambda: [job_states(home).get(n) for n in range(1, 7)] == ["succeeded"] * 4 + ["running"] * 2,
+    wait_until(lambda: [journal_states().get(n) for n in range(1, 7)] == ["succeeded"] * 4 + ["running"] * 2,
                10, "the journal to show t01-t04 succeeded and t05, t06 running")
     os.kill(runner.pid, signal.SIGKILL)
     runner.wait(10)

@@ -204,7 +204,8 @@ def test_find_leftovers_by_environment_marker(tmp_path: Path) -> None:
     other = psutil.Popen(["sleep", "30"], env=other_env, start_new_session=True)
     try:
         deadline = time.monotonic() + 5
-        while not Path(f"{got}.ready").exists() and time.monotonic() < deadline:  # trap is set
+        # the trap is set and the background sleep started (a busy machine may take a while)
+        while (not Path(f"{got}.ready").exists() or not child.children()) and time.monotonic() < deadline:
             time.sleep(0.01)
         found = processes.find_leftovers(run_id)
         assert child.pid in {process.pid for process in found.processes}  # the task and its sleep
