@@ -9,7 +9,7 @@ from typing import Any, Iterator, List, Optional
 
 from parallelr.errors import ParallelrError
 from parallelr.jobs.errors import StoreUnavailable
-from parallelr.jobs.opening import open_existing_store, open_store
+from parallelr.jobs.opening import is_url, open_existing_store, open_store
 
 BUSY_TIMEOUT = 2.0  # a locked store is reported on the page after this long, not waited out
 POLL_SECONDS = 0.25  # how often the feed asks SQLite whether another connection committed
@@ -57,7 +57,7 @@ class Stores:
         with self._lock:
             if self._idle:
                 store = self._idle.pop()
-                if os.path.exists(self.location):
+                if is_url(self.location) or os.path.exists(self.location):
                     return store
                 store.close()  # the file was deleted under us: start again
                 self._close_idle()

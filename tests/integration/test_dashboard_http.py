@@ -615,3 +615,29 @@ def test_queuectl_help_lists_the_dashboard_and_its_own_help_names_it(home: Path,
     assert own.returncode == 0 and own.stdout.startswith("usage: queuectl dashboard [-h] [--host HOST]")
     nested = run([*PARALLELR, "queue", "dashboard", "--help"], home, tmp_path)
     assert nested.returncode == 0 and nested.stdout.startswith("usage: parallelr queue dashboard [-h]")
+
+
+# -- a PostgreSQL store -----------------------------------------------------------------------------
+def test_the_dashboard_reads_and_acts_on_a_postgresql_store(janitor: ProcessJanitor, home: Path,
+                                                            tmp_path: Path, postgres_url: str) -> None:
+    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:not-shown@")  # trust: any
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(json.dumps(job) + "\n" for job in SEED[:2] + SEED[3:]), encoding="utf-8")
+    enqueued = run([*QUEUECTL, "--db", url, "enqueue", "--file", str(jobs)], home, tmp_path)
+    assert enqueued.stdout.splitlines() == ["ok", "bad", "later"], enqueued.output
+    dashboard = start_dashboard(janitor, home, db=url)  # type: ignore[arg-type]
+    assert dashboard.output().splitlines()[0].endswith(
+        f"  store {url.replace(':not-shown@', ':***@')}  (Ctrl+C stops it)")
+    status = dashboard.get_json("/api/status")
+    assert {state: n for state, n in status["counts"].items() if n} == {"pending": 2, "scheduled": 1}
+    listed = dashboard.get_json("/api/jobs?state=scheduled")
+    assert [job["id"] for job in listed["jobs"]] == ["later"]
+    code, body = dashboard.post_json("/api/jobs", {"id": "web", "command": "echo web", "priority": 5})
+    assert (code, body) == (201, {"ids": ["web"]})
+    code, body = dashboard.post_json("/api/cancel", {"id": "later"})
+    assert code == 200, body
+    shown = json.loads(run([*QUEUECTL, "--db", url, "list", "--json"], home, tmp_path).stdout)
+    assert sorted((job["id"], job["state"]) for job in shown) == [
+        ("bad", "pending"), ("later", "cancelled"), ("ok", "pending"), ("web", "pending")]
+    assert dashboard.stop() == 0
+    assert "not-shown" not in dashboard.output() and "Traceback" not in dashboard.output()
