@@ -129,7 +129,14 @@ class _Connection:
     def in_transaction(self) -> bool:
         from psycopg import pq
 
+        if self.lost:
+            return False
         return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    @property
+    def lost(self) -> bool:
+        """The connection is gone (the server restarted, the network dropped it)."""
+        return bool(self.raw.closed or self.raw.broken)
 
     def close(self) -> None:
         self.raw.close()
@@ -220,11 +227,13 @@ class Listener:
     :class:`parallelr.queue.wake.WakeSocket`)."""
 
     def __init__(self, url: str) -> None:
+        self.location = f"{shown_url(url)} (its LISTEN connection)"
         self.connection = _connect(url)
         self.connection.execute(f"LISTEN {CHANNEL}")
+        self._fd = int(self.connection.pgconn.socket)  # kept: a lost connection has no socket to ask
 
     def fileno(self) -> int:
-        return int(self.connection.pgconn.socket)
+        return self._fd
 
     def drain(self) -> int:
         """How many notifications arrived (they are read). Raises StoreUnavailable when the
@@ -234,7 +243,7 @@ class Listener:
         try:
             pgconn.consume_input()
         except Exception as exc:  # psycopg.OperationalError: the server went away
-            raise StoreUnavailable("the LISTEN connection", _reason(exc), transient=True) from None
+            raise StoreUnavailable(self.location, _reason(exc), transient=True) from None
         while pgconn.notifies() is not None:
             count += 1
         return count
@@ -325,10 +334,17 @@ class PostgresJobStore(SqlJobStore):
                 "SELECT txid_snapshot_xmax(txid_current_snapshot())").fetchone()
         return int(value)
 
+    def _reconnect_if_lost(self) -> None:
+        """A lost connection is replaced before the next statement (a worker lives for days; the
+        server may restart meanwhile). Raises StoreUnavailable (transient) while it cannot be."""
+        if self.connection.lost:
+            self.connection = _Connection(_connect(self.url))
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """``BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on an exception); psycopg errors become
         :class:`~parallelr.jobs.errors.StoreUnavailable`."""
+        self._reconnect_if_lost()
         connection = self.connection
         try:
             connection.execute("BEGIN")
@@ -344,6 +360,8 @@ class PostgresJobStore(SqlJobStore):
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[None]:
+        if not self.connection.in_transaction:
+            self._reconnect_if_lost()
         try:
             yield
         except self._error as exc:

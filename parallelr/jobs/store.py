@@ -1,14 +1,16 @@
 """The JobStore and QueueStore protocols: what the journal, the queue and the dashboard may ask
 of a store.
 
-:class:`~parallelr.jobs.sqlite.SQLiteJobStore` is the default implementation; a PostgreSQL store
-is a second class with the same methods. One store object wraps one connection and is used by
-one thread at a time (the journal's writer thread, or the main thread before and after a run).
+:class:`~parallelr.jobs.sqlite.SQLiteJobStore` is the default implementation and
+:class:`~parallelr.jobs.postgres.PostgresJobStore` the second; both run the same statements
+(:class:`~parallelr.jobs.sql_store.SqlJobStore`). One store object wraps one connection and is
+used by one thread at a time (the journal's writer thread, or the main thread before and after a run).
 
 Writes happen inside :meth:`JobStore.transaction`: everything in it commits together, or nothing
 does. Every job state change goes through :mod:`parallelr.jobs.states`; every claim takes a
-lease (:mod:`parallelr.jobs.leases`). Times are epoch seconds (``time.time()``), passed in by the
-caller, so a store never reads a clock of its own and tests can use any time they like.
+lease (:mod:`parallelr.jobs.leases`). Times are epoch seconds, passed in by the caller, so tests
+can use any time they like; callers that share a store with other hosts take them from
+:meth:`JobStore.now`, the store's clock (the database server's for PostgreSQL).
 """
 
 from __future__ import annotations
@@ -48,10 +50,12 @@ class JobStore(Protocol):
     """A place that keeps runs, jobs, their attempts and their leases.
 
     Attributes:
-        location: where the store is, for messages (a file path for SQLite).
+        location: where the store is, for messages (a file path; a URL with its password as ``***``).
+        address: what :func:`~parallelr.jobs.opening.open_store` takes to open it again.
     """
 
     location: str
+    address: str
 
     # -- the store itself -----------------------------------------------------------------------
     def close(self) -> None:
@@ -71,6 +75,19 @@ class JobStore(Protocol):
     def change_counter(self) -> int:
         """A number that changes whenever another connection commits: readers (the dashboard's
         live updates) compare it to learn that there is something new to read."""
+
+    def now(self) -> float:
+        """The store's clock in epoch seconds: what leases and due times are measured by. This
+        host's clock for SQLite (one machine); the database server's for PostgreSQL, so that
+        workers on hosts whose clocks differ agree."""
+
+    def notify_workers(self) -> bool:
+        """Tell every listening worker to look at the queue (PostgreSQL: ``NOTIFY``). Returns
+        False when the store has no notifications (SQLite): the caller sends datagrams instead."""
+
+    def listener(self) -> Optional[Any]:
+        """A new connection of its own that waits for :meth:`notify_workers` (``fileno()`` for a
+        selector, ``drain()`` after it is readable, ``close()``), or None (SQLite)."""
 
     # -- runs ------------------------------------------------------------------------------------
     def insert_run(self, run: RunInfo, create_time: Optional[float], host: str, lease: Lease,

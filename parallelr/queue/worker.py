@@ -324,16 +324,10 @@ class _Monitor:
             log.error("The worker's monitor cannot open the store: %s; stopping", exc)
             worker.drain("no heartbeat possible")
             return
-        try:
-            listener = store.listener()
-        except StoreError as exc:  # datagrams reach this host's senders; the next due time still wakes it
-            log.warning("Cannot listen for new jobs: %s", exc)
-            listener = None
         selector = selectors.DefaultSelector()
         selector.register(self.wake_socket, selectors.EVENT_READ, "wake")
         selector.register(self._poke_read, selectors.EVENT_READ, "poke")
-        if listener is not None:
-            selector.register(listener, selectors.EVENT_READ, "listen")
+        listener = self._listen(store, selector)
         next_beat = time.monotonic() + worker.settings.heartbeat_seconds
         try:
             while not self._stopped:
@@ -367,11 +361,30 @@ class _Monitor:
                 if time.monotonic() >= next_beat:
                     self._check(store, heartbeat=True)
                     next_beat = time.monotonic() + worker.settings.heartbeat_seconds
+                    if listener is None:  # lost (or never had): a SQLite store answers None at once
+                        listener = self._listen(store, selector, again=True)
         finally:
             selector.close()
             if listener is not None:
                 listener.close()
             store.close()
+
+    def _listen(self, store: Any, selector: selectors.BaseSelector, again: bool = False) -> Any:
+        """The store's notifications on ``selector`` (PostgreSQL's LISTEN), or None: a store without
+        them, or one that cannot listen now (tried again at the next heartbeat). Listening again
+        after a lost connection, the worker looks at the store at once: it may have missed one."""
+        try:
+            listener = store.listener()
+        except StoreError as exc:
+            if not again:
+                log.warning("Cannot listen for new jobs now: %s (tried again at each heartbeat)", exc)
+            return None
+        if listener is not None:
+            selector.register(listener, selectors.EVENT_READ, "listen")
+            if again:
+                log.info("Listening for new jobs again")
+                self._wake_scheduler()
+        return listener
 
     def _wake_scheduler(self) -> None:
         if self.worker.scheduler is not None:

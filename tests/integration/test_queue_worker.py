@@ -287,6 +287,28 @@ def test_an_idle_worker_of_a_postgresql_store_wakes_on_notify_alone(queue: Queue
     assert len(worker.lines(r"Worker-1: picked job told \(attempt 1\)")) == 1, worker.log()
 
 
+def test_a_worker_of_a_postgresql_store_survives_its_connections_being_cut(queue: Queue, tmp_path: Path) -> None:
+    """The server drops every connection of the worker (a restart, a network cut): it connects
+    again, listens again, and runs the jobs enqueued meanwhile and afterwards."""
+    if not queue.store.is_postgres:
+        pytest.skip("a SQLite file has no connection to lose")
+    out = tmp_path / "out"
+    worker = queue.start_worker("--count", "1")
+    queue.enqueue([{"id": "before", "command": append(out, "before")}])
+    queue.wait_state("before", "succeeded")
+    cut = queue.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND application_name = 'parallelr'")
+    assert len(cut) == 3, cut  # the worker's two store connections and its LISTEN connection
+    queue.enqueue([{"id": "during", "command": append(out, "during")}], name="during.jsonl")
+    queue.wait_state("during", "succeeded")
+    queue.enqueue([{"id": "after", "command": append(out, "after")}], name="after.jsonl")
+    queue.wait_state("after", "succeeded")
+    assert lines_of(out) == ["before", "during", "after"]
+    assert worker.popen.poll() is None, worker.log()
+    assert worker.lines(r"Listening for new jobs again"), worker.log()
+
+
 # -- 2. kill -9 -------------------------------------------------------------------------------------
 def test_a_job_of_a_killed_worker_is_taken_over_after_its_lease(queue: Queue, tmp_path: Path) -> None:
     marker = tmp_path / "marker"
