@@ -287,7 +287,9 @@ def test_an_idle_worker_of_a_postgresql_store_wakes_on_notify_alone(queue: Queue
     assert len(worker.lines(r"Worker-1: picked job told \(attempt 1\)")) == 1, worker.log()
 
 
-def test_a_worker_of_a_postgresql_store_survives_its_connections_being_cut(queue: Queue, tmp_path: Path) -> None:
+def test_a_worker_of_a_postgresql_store_survives_its_connections_being_cut(
+    queue: Queue, tmp_path: Path
+) -> None:
     """The server drops every connection of the worker (a restart, a network cut): it connects
     again, listens again, and runs the jobs enqueued meanwhile and afterwards."""
     if not queue.store.is_postgres:
