@@ -3,8 +3,10 @@
 The statements are the ones SQLite runs (:mod:`.sql_store`, :mod:`.sql_queue`,
 :mod:`.sql_workers`); :class:`_Connection` gives them the sqlite3 interface they expect (``?``
 placeholders, ``execute`` returning a cursor, ``in_transaction``) over one psycopg 3 connection in
-autocommit mode, and :data:`~.sql_dialect.POSTGRESQL` supplies the row locks. What differs from
-SQLite, and why:
+autocommit mode, and :data:`~.sql_dialect.POSTGRESQL` supplies the row locks. Parameters are
+bound by the server and a statement is prepared on its second use (``prepare_threshold``): a
+worker runs the same few statements per job, so the server plans each once per connection (the
+drain rate rose by about a tenth). What differs from SQLite, and why:
 
 * Writers run at once. A claim picks its rows with ``FOR UPDATE SKIP LOCKED``, so two workers never
   take one job and never wait for each other; a read followed by a write of the same row locks it
@@ -178,7 +180,7 @@ def _connect(url: str) -> Any:
         raise StoreUnavailable(shown_url(url), EXTRA_MISSING)
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                               application_name="parallelr", cursor_factory=psycopg.ClientCursor)
+                               application_name="parallelr", prepare_threshold=2)
     except psycopg.Error as exc:
         raise StoreUnavailable(shown_url(url), _reason(exc), transient=_transient(exc)) from None
     except ValueError as exc:  # a malformed URL (psycopg parses it before connecting)
