@@ -18,7 +18,8 @@ from parallelr.errors import ParallelrError, UsageError
 from parallelr.jobs.opening import is_url
 from parallelr.jobs.records import NewJob, WorkerRecord
 from parallelr.jobs.sql_queue import PAUSED_ALL
-from parallelr.paths import expand_user, store_location
+from parallelr.paths import expand_user
+from parallelr.paths import store_location as journal_location
 from parallelr.queue import wake
 from parallelr.queue.settings import STORE_PREFIX, QueueSettings, settings_from
 from parallelr.queue.spec import check_cycles
@@ -46,7 +47,7 @@ def store_location(settings: Any, home: Path, db: Optional[str]) -> str:
         return chosen
     if chosen:
         return os.path.abspath(expand_user(chosen))
-    return store_location(settings, home)
+    return journal_location(settings, home)
 
 
 def queue_settings(store: Any) -> QueueSettings:
