@@ -5,6 +5,7 @@
     python3 bench/run.py --only a,b --reps 3 --out /tmp/results
     python3 bench/run.py --only queue    # the job queue (queuectl) alone: workload q
     python3 bench/run.py --only dashboard   # the web dashboard alone: workload w
+    python3 bench/run.py --only dask     # the dask executor against the process one: workload k
     python3 bench/run.py --profile       # py-spy profile of workload a instead of the benchmark
 
 See bench/README.md for what each figure means. Exit status: 0 when every command ran (whether or
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import attrs
 from _dashboard import dashboard
+from _dask import dask
 from _execute import Stats, run_once
 from _jobqueue import queue
 from _profile import profile_overhead
@@ -37,9 +39,9 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 DEFAULT_REPS = 5
 SCHEMA_VERSION = 1
-BUILDERS = {**BATCH_BUILDERS, "q": queue, "w": dashboard}
-ALIASES = {"queue": "q", "dashboard": "w"}  # --only queue, --only dashboard
-ALIAS_HELP = "q: also queue, w: also dashboard"
+BUILDERS = {**BATCH_BUILDERS, "q": queue, "w": dashboard, "k": dask}
+ALIASES = {"queue": "q", "dashboard": "w", "dask": "k"}  # --only queue, --only dashboard, --only dask
+ALIAS_HELP = "q: also queue, w: also dashboard, k: also dask"
 
 
 @attrs.define(frozen=True)

@@ -24,6 +24,7 @@ BUILTIN_PLUGINS: Tuple[Tuple[str, str], ...] = (
     ("arguments_file", "parallelr.plugins.sources.arguments_file"),
     ("thread", "parallelr.plugins.executors.thread"),
     ("process", "parallelr.plugins.executors.process"),
+    ("dask", "parallelr.plugins.executors.dask"),
     ("console", "parallelr.plugins.reporters.console"),
     ("main_log", "parallelr.plugins.reporters.main_log"),
     ("csv_summary", "parallelr.plugins.reporters.csv_summary"),
