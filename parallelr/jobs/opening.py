@@ -18,6 +18,15 @@ def is_url(location: str) -> bool:
     return is_postgres_url(location)
 
 
+def shown_location(location: str) -> str:
+    """``location`` for messages: a URL's password becomes ``***``; a path stays as it is."""
+    if not is_url(location):
+        return location
+    from parallelr.jobs.postgres import shown_url
+
+    return shown_url(location)
+
+
 def open_store(location: str, busy_timeout: float = 5.0) -> Any:
     """The store at ``location``, created if missing (a SQLite file: mode 0600).
 
@@ -44,7 +53,7 @@ def _open(location: str, create: bool, busy_timeout: float) -> Optional[Any]:
     if is_url(location):
         from parallelr.jobs.postgres import PostgresJobStore
 
-        return PostgresJobStore.open(location, create=create)
+        return PostgresJobStore.open(location, create=create, lock_timeout=busy_timeout)
     from parallelr.jobs.sqlite import SQLiteJobStore
 
     return SQLiteJobStore.open(Path(location), create=create, busy_timeout=busy_timeout)

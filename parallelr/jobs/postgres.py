@@ -47,6 +47,7 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 CHANNEL = "parallelr_queue"
 CONNECT_TIMEOUT = 10  # seconds: a host that does not answer is an error, not a hang
 CLOCK_REFRESH = 60.0  # seconds between two measurements of the server's clock
+DEFAULT_LOCK_TIMEOUT = 5.0  # seconds, as SQLite's busy timeout
 _MIGRATION_LOCK = 0x7061_7261_6C6C_6572  # "paraller": the advisory lock a migration holds
 EXTRA_MISSING = 'the PostgreSQL store needs psycopg 3: pip install "parallelr[postgres]"'
 
@@ -174,13 +175,19 @@ def _transient(exc: BaseException) -> bool:
                             errors.LockNotAvailable))
 
 
-def _connect(url: str) -> Any:
+def _connect(url: str, lock_timeout: Optional[float] = None) -> Any:
+    """A connection in autocommit mode. ``lock_timeout``: seconds a statement waits for another
+    transaction's lock before it fails (``lock_not_available``: transient), as SQLite's busy
+    timeout; a lock held for hours must not hang a command."""
     psycopg = _psycopg()
     if psycopg is None:
         raise StoreUnavailable(shown_url(url), EXTRA_MISSING)
+    options = {}
+    if lock_timeout is not None:
+        options["options"] = f"-c lock_timeout={max(1, int(lock_timeout * 1000))}"
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                               application_name="parallelr", prepare_threshold=2)
+                               application_name="parallelr", prepare_threshold=2, **options)
     except psycopg.Error as exc:
         raise StoreUnavailable(shown_url(url), _reason(exc), transient=_transient(exc)) from None
     except ValueError as exc:  # a malformed URL (psycopg parses it before connecting)
@@ -264,9 +271,10 @@ class PostgresJobStore(SqlJobStore):
 
     dialect = POSTGRESQL
 
-    def __init__(self, url: str, connection: _Connection) -> None:
+    def __init__(self, url: str, connection: _Connection, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.url = url
         self.connection = connection
+        self.lock_timeout = lock_timeout
         psycopg = _psycopg()
         self.integrity_error = (psycopg.errors.IntegrityError,)
         self._error = psycopg.Error
@@ -286,8 +294,10 @@ class PostgresJobStore(SqlJobStore):
 
     # -- the store itself -----------------------------------------------------------------------
     @classmethod
-    def open(cls, url: str, create: bool = True) -> Optional[PostgresJobStore]:
-        """Connect and (with ``create``) create or migrate the schema.
+    def open(cls, url: str, create: bool = True,
+             lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Optional[PostgresJobStore]:
+        """Connect and (with ``create``) create or migrate the schema. ``lock_timeout``: seconds a
+        statement waits for another transaction's lock (then a transient StoreUnavailable).
 
         Returns:
             The store; None when ``create`` is false and the database has no parallelr schema.
@@ -296,7 +306,7 @@ class PostgresJobStore(SqlJobStore):
             StoreUnavailable: no connection (refused, unknown host, bad password, no psycopg), or
                 a schema newer than this parallelr's.
         """
-        connection = _Connection(_connect(url))
+        connection = _Connection(_connect(url, lock_timeout))
         psycopg = _psycopg()
         try:
             version = schema_version(connection)
@@ -304,7 +314,7 @@ class PostgresJobStore(SqlJobStore):
                 connection.close()
                 return None
             migrate(connection)
-            return cls(url, connection)
+            return cls(url, connection, lock_timeout)
         except (psycopg.Error, NewerSchemaError) as exc:
             connection.close()
             transient = isinstance(exc, psycopg.Error) and _transient(exc)
@@ -340,7 +350,7 @@ class PostgresJobStore(SqlJobStore):
         """A lost connection is replaced before the next statement (a worker lives for days; the
         server may restart meanwhile). Raises StoreUnavailable (transient) while it cannot be."""
         if self.connection.lost:
-            self.connection = _Connection(_connect(self.url))
+            self.connection = _Connection(_connect(self.url, self.lock_timeout))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
 from parallelr.jobs.records import AttemptOutcome, NewJob, QueueAttempt, QueueJob
 from parallelr.jobs.sql_dialect import Dialect
+from parallelr.jobs.sql_text import from_sql_text as text_of
+from parallelr.jobs.sql_text import to_sql_text
 from parallelr.jobs.states import JobState, retry_state
 from parallelr.model import TaskResult, TaskStatus
 
@@ -111,12 +113,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start:start + size]
 
 
-def text_of(value: Any) -> Optional[str]:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return value
-
-
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder: json.dumps builds one per call
 
 
@@ -187,7 +183,7 @@ class SqlQueueMixin:
             (job.queue, job.key, "", _argv_json(job),
              to_json([list(pair) for pair in job.env]) if job.env else "[]",
              int(job.shell), job.max_retries, now if job.due_at is None else job.due_at, job.priority,
-             job.timeout, job.cwd, now, now)
+             job.timeout, to_sql_text(job.cwd), now, now)
             for job in batch
         ]
         # A savepoint per chunk: on a duplicate, the chunk's rows before it are undone first, so the
@@ -302,7 +298,7 @@ class SqlQueueMixin:
 
     def _paused(self) -> List[str]:
         rows = self.connection.execute(
-            "SELECT key FROM settings WHERE key LIKE ?", (PAUSE_PREFIX + "%",)
+            "SELECT key FROM settings WHERE key LIKE ? ORDER BY key", (PAUSE_PREFIX + "%",)
         ).fetchall()
         return [key[len(PAUSE_PREFIX):] for (key,) in rows]
 
@@ -371,7 +367,7 @@ class SqlQueueMixin:
                 due = now + min(backoff_max, backoff_base ** attempts)
             else:
                 state = _S.DEAD
-            error = result.error_message or None
+            error = to_sql_text(result.error_message or None)
             self.connection.execute(
                 "UPDATE jobs SET state = ?, attempts = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
                 " lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0, pid = ?, worker_id = ?,"
@@ -682,11 +678,11 @@ class SqlQueueMixin:
 
 
 def _history_row(row: int, tries: int, status: str, owner: str, result: TaskResult,
-                 error: Optional[str]) -> Tuple[Any, ...]:
+                 error: Any) -> Tuple[Any, ...]:
     """The parameters of :data:`_HISTORY_SQL` for an attempt that ran."""
     return (row, tries, status, result.exit_code, result.pid, result.worker_id, owner, result.start_time,
-            result.end_time, result.duration, result.memory_mb, result.cpu_percent, error, result.stdout,
-            result.stderr)
+            result.end_time, result.duration, result.memory_mb, result.cpu_percent, error,
+            to_sql_text(result.stdout), to_sql_text(result.stderr))
 
 
 def _scope(queues: Sequence[str]) -> Tuple[str, Tuple[Any, ...]]:

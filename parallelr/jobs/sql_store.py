@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from parallelr.jobs.batch import AttemptEnd, Record, job_keys, plan_batch
 from parallelr.jobs.errors import LeaseLost
@@ -19,6 +19,7 @@ from parallelr.jobs.leases import LEASE_SECONDS, Lease
 from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunRecord
 from parallelr.jobs.sql_dialect import Dialect
 from parallelr.jobs.sql_queue import SqlQueueMixin, upsert_attempt
+from parallelr.jobs.sql_text import from_sql_text, to_sql_text
 from parallelr.jobs.sql_workers import SqlWorkersMixin
 from parallelr.jobs.states import JobState, RunState, sources_of
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
@@ -28,24 +29,6 @@ PAGE_SIZE = 500  # rows per query when jobs are streamed back
 
 
 # -- values <-> columns -------------------------------------------------------------------------
-def to_sql_text(value: Optional[str]) -> Union[str, bytes, None]:
-    """A str for a TEXT column. A path or argument with undecodable bytes (a lone surrogate from
-    ``surrogateescape``) cannot be UTF-8 encoded, so it is stored as its raw bytes instead."""
-    if value is None:
-        return None
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "surrogateescape")
-
-
-def from_sql_text(value: Union[str, bytes, None]) -> Optional[str]:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "surrogateescape")
-    return value
-
-
 def _json(value: Any) -> str:
     return json.dumps(value, default=str, separators=(",", ":"))
 

@@ -362,7 +362,7 @@ _HANDLERS: Dict[str, Callable[[Any, Any, IO[str]], int]] = {
 def _worker_start(config: Any, location: str) -> int:
     from parallelr import daemon
     from parallelr.api import executor_factories
-    from parallelr.jobs.opening import open_store
+    from parallelr.jobs.opening import open_store, shown_location
     from parallelr.model import ExecutionLimits
     from parallelr.paths import AppPaths
     from parallelr.queue.worker import QueueWorker, StopOnSignals
@@ -396,7 +396,8 @@ def _worker_start(config: Any, location: str) -> int:
         )
         with StopOnSignals(worker, ignore_hangup=options.daemon):
             announcer.started(
-                f"Started queue worker with PID {os.getpid()} ({options.count} slot(s), store {location})\n"
+                f"Started queue worker with PID {os.getpid()} ({options.count} slot(s),"
+                f" store {shown_location(location)})\n"
                 + (f"- Log: {log_path}\n" if log_path else "")
                 + "Stop it with 'queuectl worker stop'.\n"
             )

@@ -51,7 +51,7 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
     request = config.request
     if not request.option("enqueue"):
         return None
-    from parallelr.jobs.opening import open_store
+    from parallelr.jobs.opening import open_store, shown_location
 
     settings = config.settings
     # queuectl's store, also for a preset (ptasker's own files live in ~/ptasker, its queue does not)
@@ -68,7 +68,7 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
         keys = service.enqueue(store, jobs, store.now())
     finally:
         store.close()
-    print(f"Enqueued {len(keys)} task(s) as jobs in queue {queue} (store {location}); "
+    print(f"Enqueued {len(keys)} task(s) as jobs in queue {queue} (store {shown_location(location)}); "
           f"run them with 'queuectl worker start'")
     return 0
 

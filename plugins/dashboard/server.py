@@ -10,8 +10,7 @@ import threading
 from typing import Any
 
 from parallelr.errors import ParallelrError
-from parallelr.jobs.opening import is_url
-from parallelr.jobs.postgres import shown_url
+from parallelr.jobs.opening import shown_location
 from parallelr.queue import service
 
 
@@ -46,8 +45,7 @@ def serve(config: Any) -> int:
     shown_host = f"[{options.host}]" if ":" in options.host else options.host
     url = f"http://{shown_host}:{port}/" + (f"?token={access.token}" if access.token else "")
     mode = " (read-only)" if access.read_only else ""
-    shown = shown_url(location) if is_url(location) else location  # a password in a URL is not printed
-    print(f"Dashboard{mode}: {url}  store {shown}  (Ctrl+C stops it)", flush=True)
+    print(f"Dashboard{mode}: {url}  store {shown_location(location)}  (Ctrl+C stops it)", flush=True)
     stopping = threading.Event()
 
     def stop(_signum: int, _frame: Any) -> None:

@@ -13,8 +13,7 @@ from typing import Any, Iterator, Optional
 
 from parallelr.errors import ParallelrError
 from parallelr.jobs.errors import StoreUnavailable
-from parallelr.jobs.opening import is_url, open_existing_store, open_store
-from parallelr.jobs.postgres import shown_url
+from parallelr.jobs.opening import open_existing_store, open_store, shown_location
 from parallelr.jobs.sqlite import DEFAULT_BUSY_TIMEOUT
 
 BUSY_TIMEOUT_VARIABLE = "PARALLELR_JOURNAL_BUSY_TIMEOUT"  # seconds; tests make it short
@@ -24,7 +23,7 @@ class JournalUnavailable(ParallelrError):
     """The database cannot be opened or written; the run stops before its first task."""
 
     def __init__(self, location: str, reason: str) -> None:
-        shown = shown_url(location) if is_url(location) else location
+        shown = shown_location(location)
         super().__init__(f"cannot use the journal {shown}: {reason}; run with --no-journal to run without it")
         self.path = shown
         self.reason = reason

@@ -1,7 +1,12 @@
 """``queuectl`` (= ``parallelr queue``) as users type it: the READMEs' commands word for word, the
 fields of a job, ``--file``, ``config``, ``purge``/``pause``/``cancel``/``dlq retry``, the choice
 of the store, and the batch runner's ``--enqueue``. Every command runs as a real subprocess with
-HOME at a temp dir; commands that do not depend on each other run at the same time."""
+HOME at a temp dir; commands that do not depend on each other run at the same time.
+
+Every test of what the queue does runs against both stores (:mod:`store_support`): a SQLite file
+and a PostgreSQL database of its own, read directly with ``store_target.sql``. The choice of a
+SQLite file (``--db`` paths, the default under HOME, mode 0600) is SQLite's alone; a PostgreSQL URL
+by ``--db`` or ``$QUEUECTL_DB_PATH`` has its own test."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import pytest
 from conftest import CliResult, cli_env
+from store_support import StoreTarget
 
 QUEUECTL = (sys.executable, "-c",
             "import sys; from parallelr.cli import main_queuectl; sys.exit(main_queuectl())")
@@ -33,13 +39,14 @@ FINISHED = ("succeeded", "dead", "cancelled")
 class Queue:
     """``queuectl`` against one store (``$QUEUECTL_DB_PATH``), with HOME at the test's home."""
 
-    def __init__(self, home: Path, cwd: Path, db: Path) -> None:
+    def __init__(self, home: Path, cwd: Path, store: StoreTarget) -> None:
         self.home = home
         self.cwd = cwd
-        self.db = db
+        self.store = store
+        self.db = store.location  # what --db and $QUEUECTL_DB_PATH take: a path or a URL
 
     def env(self, extra: Optional[Dict[str, Optional[str]]] = None) -> Dict[str, str]:
-        env = cli_env(self.home, {DB_VARIABLE: str(self.db)})
+        env = cli_env(self.home, {DB_VARIABLE: self.db})
         for name, value in (extra or {}).items():
             if value is None:
                 env.pop(name, None)
@@ -81,8 +88,7 @@ class Queue:
         return json.loads(self.ok("list", "--json", *args).stdout)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> List[Any]:
-        with contextlib.closing(sqlite3.connect(str(self.db), timeout=10)) as connection:
-            return connection.execute(sql, tuple(params)).fetchall()
+        return self.store.sql(sql, params)
 
     def finished(self) -> int:
         marks = ", ".join("?" * len(FINISHED))
@@ -93,7 +99,7 @@ class Queue:
         handle = log.open("w", encoding="utf-8")
         try:
             return janitor.popen([*QUEUECTL, "worker", "start", *args], self.home,
-                                 env={DB_VARIABLE: str(self.db)}, cwd=str(self.cwd), stdout=handle,
+                                 env={DB_VARIABLE: self.db}, cwd=str(self.cwd), stdout=handle,
                                  stderr=subprocess.STDOUT)
         finally:
             handle.close()
@@ -113,8 +119,19 @@ class Queue:
 
 
 @pytest.fixture
-def queue(home: Path, tmp_path: Path) -> Queue:
-    return Queue(home, tmp_path, tmp_path / "queue.db")
+def queue(home: Path, tmp_path: Path, store_target: StoreTarget) -> Queue:
+    """queuectl on this test's store: once on a SQLite file, once on a PostgreSQL database."""
+    return Queue(home, tmp_path, store_target)
+
+
+def sqlite_file(path: Path) -> StoreTarget:
+    return StoreTarget("sqlite", str(path))
+
+
+@pytest.fixture
+def file_queue(home: Path, tmp_path: Path) -> Queue:
+    """queuectl on a SQLite file, for the tests of how a file is chosen."""
+    return Queue(home, tmp_path, sqlite_file(tmp_path / "queue.db"))
 
 
 def one_error_line(result: CliResult) -> str:
@@ -443,7 +460,10 @@ def test_config_set_get_list_and_defaults(queue: Queue, tmp_path: Path) -> None:
 # -- pause, resume, cancel ------------------------------------------------------------------------------
 def test_pause_resume_and_cancel(queue: Queue) -> None:
     queue.ok("enqueue", "--file", "-", input='{"id":"c1","command":"true"}\n{"id":"c2","command":"true"}\n')
-    paused, paused_one, cancelled = queue.many(("pause",), ("pause", "--queue", "reports"), ("cancel", "c1"))
+    # one pause after the other: status lists the paused queues in the order the store returns
+    # them, which is the order they were paused in (the store's query has no ORDER BY)
+    paused, cancelled = queue.many(("pause",), ("cancel", "c1"))
+    paused_one = queue("pause", "--queue", "reports")
     assert paused.stdout == "Paused every queue\n", paused.output
     assert paused_one.stdout == "Paused queue reports\n", paused_one.output
     assert cancelled.returncode == 0 and cancelled.stdout == "Cancelled job c1\n", cancelled.output
@@ -457,7 +477,8 @@ def test_pause_resume_and_cancel(queue: Queue) -> None:
 
 
 # -- the store -----------------------------------------------------------------------------------------
-def test_store_is_chosen_by_db_option_or_variable(queue: Queue, tmp_path: Path, home: Path) -> None:
+def test_store_is_chosen_by_db_option_or_variable(file_queue: Queue, tmp_path: Path, home: Path) -> None:
+    queue = file_queue
     stores = tmp_path / "stores"
     stores.mkdir()
     results = queue.many(
@@ -480,14 +501,45 @@ def test_store_is_chosen_by_db_option_or_variable(queue: Queue, tmp_path: Path, 
     for path, key in [*((stores / name, key) for name, key in expected.items()), (default, "default")]:
         assert path.exists(), path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, (path, oct(path.stat().st_mode))
-        assert Queue(home, tmp_path, path).query("SELECT name FROM jobs WHERE queue IS NOT NULL") == [(key,)]
+        assert sqlite_file(path).sql("SELECT name FROM jobs WHERE queue IS NOT NULL") == [(key,)]
     assert not (stores / "loses.db").exists()
-    assert not queue.db.exists()
+    assert not Path(queue.db).exists()
     # both spellings read the same store back
     shown = queue.many(("list", "--db", str(stores / "before.db")),
                        ("--db", str(stores / "after.db"), "list"))
     assert shown[0].returncode == 0 and "db-before" in shown[0].stdout, shown[0].output
     assert shown[1].returncode == 0 and "db-after" in shown[1].stdout, shown[1].output
+
+
+def test_a_postgresql_url_is_taken_by_db_option_or_variable(postgres_url: str, tmp_path: Path,
+                                                            home: Path) -> None:
+    queue = Queue(home, tmp_path, StoreTarget("postgresql", postgres_url))  # $QUEUECTL_DB_PATH is the URL
+    file_store = tmp_path / "file.db"
+    unset = {"env": {DB_VARIABLE: None}}
+    results = queue.many(  # four first opens of an empty database at once: one creates the schema
+        ("enqueue", '{"id":"by-variable","command":"true"}'),
+        (("--db", postgres_url, "enqueue", '{"id":"db-before","command":"true"}'), unset),
+        (("enqueue", '{"id":"db-after","command":"true"}', "--db", postgres_url), unset),
+        (("--db", postgres_url, "enqueue", '{"id":"db-wins","command":"true"}'),
+         {"env": {DB_VARIABLE: str(tmp_path / "loses.db")}}),
+    )
+    assert [(r.returncode, r.stdout) for r in results] == [
+        (0, "by-variable\n"), (0, "db-before\n"), (0, "db-after\n"), (0, "db-wins\n")], [
+        r.output for r in results]
+    file_wins = queue("enqueue", '{"id":"file-wins","command":"true"}', "--db", str(file_store))
+    assert file_wins.returncode == 0, file_wins.output  # a file given by --db wins over the URL
+    assert sorted(name for (name,) in queue.query("SELECT name FROM jobs WHERE queue IS NOT NULL")) == [
+        "by-variable", "db-after", "db-before", "db-wins"]
+    assert sqlite_file(file_store).sql("SELECT name FROM jobs WHERE queue IS NOT NULL") == [("file-wins",)]
+    assert queue.query("SELECT version FROM parallelr_schema") == [(5,)]
+    # the URL is neither a file nor made absolute: no file appeared but the one named by --db
+    assert not (tmp_path / "loses.db").exists() and not (home / "parallelr" / "state.db").exists()
+    assert not [path for path in tmp_path.rglob("*") if "postgres" in path.name or "127.0.0.1" in path.name]
+    shown = queue.many((("list", "--db", postgres_url), unset), (("--db", postgres_url, "list"), unset))
+    for result in shown:
+        assert result.returncode == 0, result.output
+        assert sorted(row[0] for row in table(result)[1:]) == [
+            "by-variable", "db-after", "db-before", "db-wins"]
 
 
 def test_python_m_parallelr_queue_is_queuectl(queue: Queue) -> None:

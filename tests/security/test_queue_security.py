@@ -1,5 +1,9 @@
 """The job queue's security properties: a private store, user data that cannot drive the terminal,
-wake-up datagrams that carry no authority, and job IDs and batch arguments that stay data."""
+wake-ups (datagrams, PostgreSQL's notifications) that carry no authority, job IDs and batch
+arguments that stay data, and a PostgreSQL password that is never printed.
+
+What the queue does runs against both stores (:mod:`store_support`); the modes of a SQLite file
+and its ``-wal``/``-shm`` files are SQLite's alone, the password in a URL PostgreSQL's."""
 
 from __future__ import annotations
 
@@ -15,10 +19,15 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from conftest import CliResult, ProcessJanitor, cli_env
+from pg_server import PostgresServer, unique_database_name
+from store_support import StoreTarget
+
+from parallelr.jobs.postgres import CHANNEL
 
 QUEUECTL = (sys.executable, "-c",
             "import sys; from parallelr.cli import main_queuectl; sys.exit(main_queuectl())")
@@ -31,14 +40,15 @@ RAW_CONTROLS = ("\x1b", "\r", "\x07", "\x9b")
 class Queue:
     """``queuectl`` against one store (``$QUEUECTL_DB_PATH``), with HOME at the test's home."""
 
-    def __init__(self, home: Path, cwd: Path, db: Path) -> None:
+    def __init__(self, home: Path, cwd: Path, store: StoreTarget) -> None:
         self.home = home
         self.cwd = cwd
-        self.db = db
+        self.store = store
+        self.db = store.location  # what $QUEUECTL_DB_PATH takes: a path or a URL
 
     def __call__(self, *args: str, input: Optional[str] = None, umask: int = -1) -> CliResult:
         completed = subprocess.run(
-            [*QUEUECTL, *args], env=cli_env(self.home, {DB_VARIABLE: str(self.db)}), input=input,
+            [*QUEUECTL, *args], env=cli_env(self.home, {DB_VARIABLE: self.db}), input=input,
             capture_output=True, encoding="utf-8", errors="surrogateescape", timeout=60, cwd=str(self.cwd),
             umask=umask, stdin=None if input is not None else subprocess.DEVNULL,
         )
@@ -54,14 +64,15 @@ class Queue:
         return result
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> List[Any]:
-        with contextlib.closing(sqlite3.connect(str(self.db), timeout=10)) as connection:
-            return connection.execute(sql, tuple(params)).fetchall()
+        return self.store.sql(sql, params)
 
     def workers(self) -> List[Any]:
         """The store's worker rows, or none while the store is not there yet."""
+        if not self.store.is_postgres and not Path(self.db).exists():
+            return []
         try:
-            return self.query("SELECT id, wake, stop_requested FROM workers") if self.db.exists() else []
-        except sqlite3.Error:  # the worker is still creating it
+            return self.query("SELECT id, wake, stop_requested FROM workers")
+        except store_errors():  # the worker is still creating it
             return []
 
     def finished(self) -> int:
@@ -72,7 +83,7 @@ class Queue:
     def start_worker(self, janitor: Any, *args: str, umask: int = -1) -> subprocess.Popen:
         with (self.cwd / "worker.log").open("w", encoding="utf-8") as log:
             return janitor.popen([*QUEUECTL, "worker", "start", *args], self.home,
-                                 env={DB_VARIABLE: str(self.db)}, cwd=str(self.cwd), stdout=log,
+                                 env={DB_VARIABLE: self.db}, cwd=str(self.cwd), stdout=log,
                                  stderr=subprocess.STDOUT, umask=umask)
 
     def log(self) -> str:
@@ -88,6 +99,13 @@ class Queue:
         assert worker.wait(timeout=15) == 0, self.log()
 
 
+def store_errors() -> Tuple[type, ...]:
+    """What reading a store that is still being created raises (sqlite3's or psycopg's errors)."""
+    import psycopg
+
+    return (sqlite3.Error, psycopg.Error)
+
+
 def deadline(predicate: Any, timeout: float, what: str) -> Any:
     end = time.monotonic() + timeout
     while True:
@@ -100,10 +118,19 @@ def deadline(predicate: Any, timeout: float, what: str) -> Any:
 
 
 @pytest.fixture
-def queue(home: Path, tmp_path: Path) -> Queue:
+def queue(home: Path, tmp_path: Path, store_target: StoreTarget) -> Queue:
+    """queuectl on this test's store: once on a SQLite file, once on a PostgreSQL database."""
     work = tmp_path / "work"
     work.mkdir()
-    return Queue(home, work, tmp_path / "queue.db")
+    return Queue(home, work, store_target)
+
+
+@pytest.fixture
+def file_queue(home: Path, tmp_path: Path) -> Queue:
+    """queuectl on a SQLite file, for what only a file has (its mode)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    return Queue(home, work, StoreTarget("sqlite", str(tmp_path / "queue.db")))
 
 
 def jsonl(*jobs: Dict[str, Any]) -> str:
@@ -115,18 +142,19 @@ def pwned(root: Path) -> List[str]:
 
 
 # -- the store is private ------------------------------------------------------------------------------
-def test_store_and_its_wal_and_shm_are_mode_0600(queue: Queue, janitor) -> None:
+def test_store_and_its_wal_and_shm_are_mode_0600(file_queue: Queue, janitor) -> None:
+    queue = file_queue
     worker = queue.start_worker(janitor, umask=0)  # even a umask of 0 must not open the store up
-    paths = [queue.db, Path(f"{queue.db}-wal"), Path(f"{queue.db}-shm")]
+    paths = [Path(queue.db), Path(f"{queue.db}-wal"), Path(f"{queue.db}-shm")]
     deadline(lambda: all(path.exists() for path in paths) or worker.poll() is not None, 20,
              "the store's files")
     assert worker.poll() is None, queue.log()
     modes = {path.name: oct(stat.S_IMODE(path.stat().st_mode)) for path in paths}
     assert modes == {path.name: "0o600" for path in paths}
 
-    other = Queue(queue.home, queue.cwd, queue.cwd / "enqueued.db")
+    other = Queue(queue.home, queue.cwd, StoreTarget("sqlite", str(queue.cwd / "enqueued.db")))
     other.ok("enqueue", '{"command":"true"}', umask=0)
-    assert oct(stat.S_IMODE(other.db.stat().st_mode)) == "0o600"
+    assert oct(stat.S_IMODE(Path(other.db).stat().st_mode)) == "0o600"
     deadline(lambda: queue.workers() or worker.poll() is not None, 20, "the worker's row")
     assert queue.ok("worker", "stop").stdout.startswith("Asked 1 worker(s) to stop")
     assert worker.wait(timeout=15) == 0, queue.log()
@@ -152,13 +180,11 @@ SHOWN = {
 }
 
 
-@pytest.fixture(scope="module")
-def escapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, CliResult]]:
+def _escapes(root: Path, store: StoreTarget) -> Dict[str, CliResult]:
     """ESCAPE_JOBS run by a worker; the output of every SHOWN command, and the enqueues of
     ESCAPE_IDS (as ``enqueue:<index>``)."""
-    root = tmp_path_factory.mktemp("escapes")
     (root / "home").mkdir()
-    queue = Queue(root / "home", root, root / "queue.db")
+    queue = Queue(root / "home", root, store)
     enqueued = queue("enqueue", "--file", "-", input=jsonl(*ESCAPE_JOBS))
     assert enqueued.returncode == 0, enqueued.output
     ids = queue.many(*(("enqueue", json.dumps({"id": key, "command": "true"})) for key in ESCAPE_IDS))
@@ -170,7 +196,36 @@ def escapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dict[str, CliR
         keeper.cleanup()
     shown = dict(zip(SHOWN, queue.many(*SHOWN.values())))
     shown.update((f"enqueue:{index}", result) for index, result in enumerate(ids))
-    yield shown
+    return shown
+
+
+EscapesOn = Callable[[str, Optional[PostgresServer]], Dict[str, CliResult]]
+
+
+@pytest.fixture(scope="module")
+def escapes_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EscapesOn]:
+    """``escapes_on(kind, server)``: :func:`_escapes`, once per store kind (a PostgreSQL database of
+    this module's, dropped at the end)."""
+    done: Dict[str, Dict[str, CliResult]] = {}
+    with contextlib.ExitStack() as stack:
+        def on(kind: str, server: Optional[PostgresServer]) -> Dict[str, CliResult]:
+            if kind not in done:
+                root = tmp_path_factory.mktemp(f"escapes-{kind}")
+                location = str(root / "queue.db")
+                if server is not None:
+                    name = unique_database_name("escapes")
+                    location = server.create_database(name)
+                    stack.callback(server.drop_database, name)
+                done[kind] = _escapes(root, StoreTarget(kind, location))
+            return done[kind]
+
+        yield on
+
+
+@pytest.fixture
+def escapes(store_kind: str, escapes_on: EscapesOn, request: pytest.FixtureRequest) -> Dict[str, CliResult]:
+    server = request.getfixturevalue("postgres_server") if store_kind == "postgresql" else None
+    return escapes_on(store_kind, server)
 
 
 @pytest.mark.parametrize("name", list(SHOWN))
@@ -212,6 +267,10 @@ def test_forged_wake_datagrams_do_not_stop_a_worker(queue: Queue, janitor) -> No
         for message in forged:
             with contextlib.suppress(BlockingIOError):  # its queue is full: it is awake anyway
                 sender.sendto(message, address)
+    if queue.store.is_postgres:  # anyone who can connect can NOTIFY its channel: a hint too, whatever it says
+        payloads = ["stop", "s", "S", "q", "", "w", "x" * 7999, "\x01\x1b[2J", os.urandom(256).hex()]
+        queue.query("SELECT " + ", ".join("pg_notify(?, ?)" for _ in payloads),
+                    [value for payload in payloads for value in (CHANNEL, payload)])
     time.sleep(1.0)
     assert worker.poll() is None, queue.log()
     assert queue.workers() == [(owner, wake, 0)]
@@ -264,3 +323,84 @@ def test_enqueue_keeps_the_batch_runners_argv_without_a_shell(queue: Queue, run_
     logs = queue.many(*(("logs", name) for name, _argv, _shell in stored))
     assert [(log.returncode, log.stdout) for log in logs] == [(0, value + "\n") for value in values]
     assert pwned(tmp_path) == [] and pwned(home) == []
+
+
+# -- a PostgreSQL password is never printed --------------------------------------------------------------
+PASSWORD = "s3cr3t-Pa55"
+
+
+def with_password(url: str, port: Optional[int] = None) -> str:
+    """``url`` with a password (the test server trusts 127.0.0.1: any password is accepted)."""
+    parts = urlsplit(url)
+    netloc = f"{parts.username}:{PASSWORD}@{parts.hostname}:{port or parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def secret_queue(home: Path, tmp_path: Path, postgres_url: str) -> Queue:
+    """queuectl on a PostgreSQL URL that holds a password."""
+    work = tmp_path / "work"
+    work.mkdir()
+    return Queue(home, work, StoreTarget("postgresql", with_password(postgres_url)))
+
+
+def test_a_password_in_the_url_is_not_printed_by_commands_or_errors(secret_queue: Queue) -> None:
+    queue = secret_queue
+    assert queue.ok("enqueue", '{"id":"secret-job","command":"echo hi"}').stdout == "secret-job\n"
+    results = queue.many(("status",), ("list",), ("show", "secret-job"), ("worker", "list"),
+                         ("config", "list"), ("dlq", "list"), ("logs", "secret-job"), ("show", "ghost"))
+    assert [result.returncode for result in results] == [0, 0, 0, 0, 0, 0, 1, 2], [r.output for r in results]
+    assert [result.output for result in results if PASSWORD in result.output] == []
+    # a server that refuses the connection: the error names the store with the password as ***
+    refused = with_password(queue.db, port=free_port())
+    shown = refused.replace(PASSWORD, "***")
+    assert shown != refused and ":***@127.0.0.1:" in shown
+    for args in (("status",), ("enqueue", '{"command":"true"}'), ("worker", "start")):
+        result = Queue(queue.home, queue.cwd, StoreTarget("postgresql", refused))(*args)
+        assert (result.returncode, result.stdout) == (1, ""), result.output
+        assert "Traceback" not in result.output and PASSWORD not in result.output, result.output
+        assert result.stderr.startswith(f"queuectl: error: cannot use the job store {shown}: "), result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_a_password_in_the_url_is_not_printed_when_a_daemon_worker_starts(secret_queue: Queue,
+                                                                          janitor) -> None:
+    queue = secret_queue
+    started = subprocess.run(
+        [*QUEUECTL, "worker", "start", "--daemon"],
+        env=cli_env(queue.home, {**janitor.env, DB_VARIABLE: queue.db}), capture_output=True,
+        encoding="utf-8", errors="replace", timeout=60, cwd=str(queue.cwd),
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert started.returncode == 0, started.output
+        assert started.stdout.startswith("Starting queue worker as daemon...\nStarted queue worker with PID ")
+        shown = queue.db.replace(PASSWORD, "***")
+        assert PASSWORD not in started.stdout + started.stderr, started.stdout
+        assert f"(1 slot(s), store {shown})\n" in started.stdout, started.stdout
+    finally:
+        deadline(lambda: queue.workers(), 20, "the daemon's row")
+        assert queue.ok("worker", "stop").stdout.startswith("Asked 1 worker(s) to stop")
+        deadline(lambda: queue.workers() == [], 20, "the daemon to stop")
+    logs = list((queue.home / "parallelr" / "logs").glob("queue-worker_*.log"))
+    assert len(logs) == 1 and PASSWORD not in logs[0].read_text(encoding="utf-8", errors="replace")
+
+
+def test_a_password_in_the_url_is_not_printed_by_the_batch_runners_enqueue(secret_queue: Queue, run_cli,
+                                                                           tmp_path: Path) -> None:
+    queue = secret_queue
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "a.sh").write_text("echo a\n", encoding="utf-8")
+    result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "--enqueue", "--db", queue.db], cwd=queue.cwd)
+    assert result.returncode == 0, result.output
+    assert queue.query("SELECT count(*) FROM jobs WHERE queue = 'default'") == [(1,)]
+    shown = queue.db.replace(PASSWORD, "***")
+    assert PASSWORD not in result.output, result.stdout
+    assert f"Enqueued 1 task(s) as jobs in queue default (store {shown}); " in result.stdout, result.stdout

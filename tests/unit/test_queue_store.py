@@ -1,7 +1,9 @@
-"""The queue's store methods (SQLiteQueueMixin of SQLiteJobStore) against a real SQLite file in
-tmp_path, with explicit times (``T`` and offsets from it): enqueue, claims and their order,
-leases, an attempt's end, cancels, retries, purges, counts, paging, settings, pauses, workers and
-the migration of a version-3 database."""
+"""The queue's store methods (SqlQueueMixin, the statements both stores run) against each store:
+a real SQLite file in tmp_path and a fresh PostgreSQL database (``store`` yields
+``SQLiteJobStore.open(path)`` or ``PostgresJobStore.open(url)``), with explicit times (``T`` and
+offsets from it): enqueue, claims and their order, leases, an attempt's end, cancels, retries,
+purges, counts, paging, settings, pauses, workers, text PostgreSQL cannot hold, and the migration
+of a version-3 SQLite file (SQLite only: PostgreSQL's schema is tested in test_postgres_store.py)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
+from store_support import StoreTarget
 from test_jobs_sqlite import open_store  # shared helpers (tests/unit is on sys.path)
 
 from parallelr.jobs import sqlite as sqlite_module
 from parallelr.jobs.errors import DuplicateJob, LeaseLost, UnknownDependency
+from parallelr.jobs.postgres import PostgresJobStore
 from parallelr.jobs.records import NewJob, QueueJob, WorkerRecord
 from parallelr.jobs.sql_queue import INTERRUPTED, LEASE_EXPIRED, LOST, LOST_LAST, PAUSED_ALL
+from parallelr.jobs.sql_store import SqlJobStore
 from parallelr.jobs.sqlite import SQLiteJobStore
 from parallelr.jobs.states import JobState
 from parallelr.model import TaskResult, TaskStatus
@@ -27,9 +32,20 @@ W1 = "worker:1@host/aaaa"
 W2 = "worker:2@host/bbbb"
 
 
+def open_kind(target: StoreTarget) -> SqlJobStore:
+    """A new store object on ``target``: its own connection, as another process would have."""
+    if target.is_postgres:
+        store: Optional[SqlJobStore] = PostgresJobStore.open(target.location)
+    else:
+        store = SQLiteJobStore.open(Path(target.location))
+    assert store is not None
+    return store
+
+
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[SQLiteJobStore]:
-    store = open_store(tmp_path / "state.db")
+def db(store_target: StoreTarget) -> Iterator[SqlJobStore]:
+    """The store, once per kind: ``SQLiteJobStore.open(path)`` or ``PostgresJobStore.open(url)``."""
+    store = open_kind(store_target)
     yield store
     store.close()
 
@@ -41,17 +57,17 @@ def new_job(key: str, queue: str = "default", *, depends_on: Sequence[str] = (),
                   **extra)
 
 
-def enqueue(db: SQLiteJobStore, *jobs: NewJob, now: float = T) -> int:
+def enqueue(db: SqlJobStore, *jobs: NewJob, now: float = T) -> int:
     return db.enqueue_jobs(jobs, now)
 
 
-def job(db: SQLiteJobStore, key: str, now: float = T) -> QueueJob:
+def job(db: SqlJobStore, key: str, now: float = T) -> QueueJob:
     found = db.get_queue_job(key, now)
     assert found is not None, key
     return found
 
 
-def claim(db: SQLiteJobStore, now: float = T, owner: str = W1, queues: Sequence[str] = (),
+def claim(db: SqlJobStore, now: float = T, owner: str = W1, queues: Sequence[str] = (),
           limit: int = 10, lease: float = LEASE) -> List[QueueJob]:
     return db.claim_queue_jobs(owner, now, queues, limit, lease)
 
@@ -69,37 +85,37 @@ def outcome_of(claimed: QueueJob, status: TaskStatus, error: str = "") -> TaskRe
     )
 
 
-def finish(db: SQLiteJobStore, claimed: QueueJob, status: TaskStatus, now: float, owner: str = W1,
+def finish(db: SqlJobStore, claimed: QueueJob, status: TaskStatus, now: float, owner: str = W1,
            base: float = 2.0, most: float = 3600.0) -> Any:
     return db.finish_queue_attempt(owner, outcome_of(claimed, status), now, base, most)
 
 
-def run_once(db: SQLiteJobStore, key: str, status: TaskStatus, now: float = T, owner: str = W1) -> Any:
+def run_once(db: SqlJobStore, key: str, status: TaskStatus, now: float = T, owner: str = W1) -> Any:
     """Claim job ``key`` (the others claimed with it go back) and end its attempt with ``status``."""
     claimed = claim(db, now, owner, limit=1000)
     assert key in keys(claimed), f"{key} was not claimable"
     return finish(db, release_all_but(db, claimed, key, now, owner), status, now, owner)
 
 
-def release_all_but(db: SQLiteJobStore, claimed: Sequence[QueueJob], key: str, now: float,
+def release_all_but(db: SqlJobStore, claimed: Sequence[QueueJob], key: str, now: float,
                     owner: str = W1) -> QueueJob:
     db.release_queue_jobs(owner, [one.row for one in claimed if one.key != key], now)
     return next(one for one in claimed if one.key == key)
 
 
-def fail_until_dead(db: SQLiteJobStore, key: str, now: float = T) -> None:
+def fail_until_dead(db: SqlJobStore, key: str, now: float = T) -> None:
     """Job ``key`` (max_retries 1) fails its one attempt: dead."""
     claimed = claim(db, now, limit=1000)
     target = release_all_but(db, claimed, key, now)
     assert finish(db, target, TaskStatus.FAILED, now).state is JobState.DEAD
 
 
-def history(db: SQLiteJobStore, key: str) -> List[Tuple[int, str, Optional[str]]]:
+def history(db: SqlJobStore, key: str) -> List[Tuple[int, str, Optional[str]]]:
     return [(a.attempt, a.status, a.worker) for a in db.queue_attempts(job(db, key).row)]
 
 
 # -- enqueue ------------------------------------------------------------------------------------
-def test_enqueue_stores_every_field(db: SQLiteJobStore, tmp_path: Path) -> None:
+def test_enqueue_stores_every_field(db: SqlJobStore, tmp_path: Path) -> None:
     stored = enqueue(db, new_job("a", "q1", priority=7, max_retries=5, due_at=T + 60, timeout=12.5,
                                  cwd=str(tmp_path), env=(("A", "1"), ("B", "two"))))
     assert stored == 1
@@ -115,7 +131,7 @@ def test_enqueue_stores_every_field(db: SQLiteJobStore, tmp_path: Path) -> None:
     assert db.queue_names() == ["q1"]
 
 
-def test_a_duplicate_id_is_refused_and_nothing_is_stored(db: SQLiteJobStore) -> None:
+def test_a_duplicate_id_is_refused_and_nothing_is_stored(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"))
     with pytest.raises(DuplicateJob) as caught:
         enqueue(db, new_job("b"), new_job("a"))
@@ -131,7 +147,7 @@ def test_a_duplicate_id_is_refused_and_nothing_is_stored(db: SQLiteJobStore) -> 
     assert db.queue_counts(T) == {"pending": 1}
 
 
-def test_an_unknown_dependency_is_refused_and_nothing_is_stored(db: SQLiteJobStore) -> None:
+def test_an_unknown_dependency_is_refused_and_nothing_is_stored(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"))
     with pytest.raises(UnknownDependency) as caught:
         enqueue(db, new_job("b", depends_on=["a"]), new_job("c", depends_on=["a", "nope"]))
@@ -141,7 +157,7 @@ def test_an_unknown_dependency_is_refused_and_nothing_is_stored(db: SQLiteJobSto
     assert db.queue_counts(T) == {"pending": 1}
 
 
-def test_waiting_on_counts_the_dependencies_not_completed(db: SQLiteJobStore) -> None:
+def test_waiting_on_counts_the_dependencies_not_completed(db: SqlJobStore) -> None:
     enqueue(db, new_job("done"))
     run_once(db, "done", TaskStatus.SUCCESS)
     enqueue(db, new_job("old"), now=T + 1)
@@ -155,7 +171,7 @@ def test_waiting_on_counts_the_dependencies_not_completed(db: SQLiteJobStore) ->
     assert (free.waiting_on, free.shown) == (0, "pending")
 
 
-def test_a_job_whose_dependency_is_already_dead_is_dead_at_once(db: SQLiteJobStore) -> None:
+def test_a_job_whose_dependency_is_already_dead_is_dead_at_once(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=1), new_job("gone", max_retries=1))
     fail_until_dead(db, "a")
     assert db.cancel_queue_job("gone", T) == "pending"
@@ -172,7 +188,7 @@ def test_a_job_whose_dependency_is_already_dead_is_dead_at_once(db: SQLiteJobSto
 
 
 # -- claiming -----------------------------------------------------------------------------------
-def enqueue_in_mixed_order(db: SQLiteJobStore) -> List[str]:
+def enqueue_in_mixed_order(db: SqlJobStore) -> List[str]:
     """Five jobs of three priorities and three due times; returns the order a claim takes them in."""
     enqueue(db,
             new_job("p0-late", due_at=T - 1), new_job("p0-early", due_at=T - 5),
@@ -181,7 +197,7 @@ def enqueue_in_mixed_order(db: SQLiteJobStore) -> List[str]:
     return ["high", "p0-early", "p0-early-b", "p0-late", "low"]
 
 
-def test_claims_go_by_priority_then_due_time_then_enqueue_order(db: SQLiteJobStore) -> None:
+def test_claims_go_by_priority_then_due_time_then_enqueue_order(db: SqlJobStore) -> None:
     expected = enqueue_in_mixed_order(db)
     claimed = claim(db, T)
     assert keys(claimed) == expected
@@ -190,13 +206,13 @@ def test_claims_go_by_priority_then_due_time_then_enqueue_order(db: SQLiteJobSto
                (JobState.RUNNING, "processing", 1, 1, T) for one in claimed)
 
 
-def test_claims_one_at_a_time_follow_the_same_order(db: SQLiteJobStore) -> None:
+def test_claims_one_at_a_time_follow_the_same_order(db: SqlJobStore) -> None:
     expected = enqueue_in_mixed_order(db)
     assert [keys(claim(db, T, limit=1)) for _ in range(6)] == [[key] for key in expected] + [[]]
     assert claim(db, T, queues=["default"]) == []
 
 
-def test_a_claim_takes_at_most_limit_jobs(db: SQLiteJobStore) -> None:
+def test_a_claim_takes_at_most_limit_jobs(db: SqlJobStore) -> None:
     enqueue(db, *(new_job(f"j{n}") for n in range(7)))
     assert keys(claim(db, limit=3)) == ["j0", "j1", "j2"]
     assert keys(claim(db, limit=3, owner=W2)) == ["j3", "j4", "j5"]
@@ -204,7 +220,7 @@ def test_a_claim_takes_at_most_limit_jobs(db: SQLiteJobStore) -> None:
     assert claim(db, limit=3) == []
 
 
-def test_a_claim_takes_only_the_queues_asked_for(db: SQLiteJobStore) -> None:
+def test_a_claim_takes_only_the_queues_asked_for(db: SqlJobStore) -> None:
     enqueue(db, new_job("a1", "a"), new_job("b1", "b"), new_job("c1", "c"), new_job("a2", "a"))
     assert keys(claim(db, queues=["a"])) == ["a1", "a2"]
     assert keys(claim(db, queues=["b", "c", "nothing"])) == ["b1", "c1"]
@@ -212,7 +228,7 @@ def test_a_claim_takes_only_the_queues_asked_for(db: SQLiteJobStore) -> None:
     assert keys(claim(db, queues=[])) == ["d1", "b2"]  # empty: every queue
 
 
-def test_paused_queues_are_not_claimed(db: SQLiteJobStore) -> None:
+def test_paused_queues_are_not_claimed(db: SqlJobStore) -> None:
     enqueue(db, new_job("a1", "a"), new_job("b1", "b"), new_job("a2", "a"), new_job("b2", "b"))
     db.set_paused("a", True)
     assert db.paused_queues() == ["a"]
@@ -230,7 +246,7 @@ def test_paused_queues_are_not_claimed(db: SQLiteJobStore) -> None:
     assert keys(claim(db)) == ["a1", "a2", "b2"]
 
 
-def test_jobs_not_due_yet_are_not_claimed(db: SQLiteJobStore) -> None:
+def test_jobs_not_due_yet_are_not_claimed(db: SqlJobStore) -> None:
     enqueue(db, new_job("later", due_at=T + 10), new_job("now"))
     assert job(db, "later").shown == "scheduled"
     assert keys(claim(db, T)) == ["now"]
@@ -239,7 +255,7 @@ def test_jobs_not_due_yet_are_not_claimed(db: SQLiteJobStore) -> None:
     assert keys(claim(db, T + 10)) == ["later"]
 
 
-def test_waiting_jobs_are_not_claimed_until_their_dependencies_complete(db: SQLiteJobStore) -> None:
+def test_waiting_jobs_are_not_claimed_until_their_dependencies_complete(db: SqlJobStore) -> None:
     enqueue(db, new_job("p1"), new_job("p2"), new_job("child", depends_on=["p1", "p2"], priority=100))
     first = claim(db, limit=1)
     assert keys(first) == ["p1"]  # the child's priority does not matter while it waits
@@ -255,16 +271,15 @@ def test_waiting_jobs_are_not_claimed_until_their_dependencies_complete(db: SQLi
     assert keys(claim(db, T + 2)) == ["child"]
 
 
-def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path: Path) -> None:
-    path = tmp_path / "state.db"
-    first = open_store(path)
+def test_two_stores_on_one_database_never_claim_the_same_job(store_target: StoreTarget) -> None:
+    first = open_kind(store_target)
     enqueue(first, *(new_job(f"j{n:03}") for n in range(200)))
-    second = open_store(path)
+    second = open_kind(store_target)
     barrier = threading.Barrier(2)
     claimed: List[List[str]] = [[], []]
     errors: List[BaseException] = []
 
-    def worker(index: int, store: SQLiteJobStore, owner: str) -> None:
+    def worker(index: int, store: SqlJobStore, owner: str) -> None:
         try:
             barrier.wait()
             while True:
@@ -296,7 +311,7 @@ def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path: Path) -> None
 
 
 # -- leases -------------------------------------------------------------------------------------
-def test_an_expired_lease_is_taken_back_and_its_attempt_counts(db: SQLiteJobStore) -> None:
+def test_an_expired_lease_is_taken_back_and_its_attempt_counts(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=2), new_job("child", depends_on=["a"]))
     assert keys(claim(db, T, W1)) == ["a"]
     assert claim(db, T + LEASE - 0.001, W2) == []  # the lease still holds
@@ -318,7 +333,7 @@ def test_an_expired_lease_is_taken_back_and_its_attempt_counts(db: SQLiteJobStor
     assert (child.state, child.last_error) == (JobState.DEAD, "its dependency a is dead")
 
 
-def test_renew_returns_only_the_leases_still_held(db: SQLiteJobStore) -> None:
+def test_renew_returns_only_the_leases_still_held(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"), new_job("b"), new_job("c"), new_job("d"))
     mine = claim(db, T, W1, limit=2)
     theirs = claim(db, T, W2, limit=1)
@@ -329,7 +344,7 @@ def test_renew_returns_only_the_leases_still_held(db: SQLiteJobStore) -> None:
     assert db.renew_queue_leases(W1, [], T + 200) == []
 
 
-def test_released_jobs_go_back_as_they_were(db: SQLiteJobStore) -> None:
+def test_released_jobs_go_back_as_they_were(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"), new_job("b"), now=T - 10)
     claimed = claim(db, T)
     assert db.release_queue_jobs(W2, [one.row for one in claimed], T + 1) == 0  # not W2's
@@ -343,7 +358,7 @@ def test_released_jobs_go_back_as_they_were(db: SQLiteJobStore) -> None:
     assert db.release_queue_jobs(W1, [], T + 1) == 0
 
 
-def test_a_released_job_keeps_its_place_in_line(db: SQLiteJobStore) -> None:
+def test_a_released_job_keeps_its_place_in_line(db: SqlJobStore) -> None:
     """Released "as if never claimed": its due time stays, so it is next again, before a job
     that became due after it."""
     enqueue(db, new_job("first", due_at=T - 10), new_job("second", due_at=T - 5), now=T - 20)
@@ -355,7 +370,7 @@ def test_a_released_job_keeps_its_place_in_line(db: SQLiteJobStore) -> None:
 
 
 # -- an attempt's end ---------------------------------------------------------------------------
-def test_a_success_completes_the_job_and_records_the_attempt(db: SQLiteJobStore) -> None:
+def test_a_success_completes_the_job_and_records_the_attempt(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"))
     claimed = claim(db, T)[0]
     outcome = finish(db, claimed, TaskStatus.SUCCESS, T + 1)
@@ -370,7 +385,7 @@ def test_a_success_completes_the_job_and_records_the_attempt(db: SQLiteJobStore)
     assert claim(db, T + 1) == []
 
 
-def test_a_failure_waits_for_its_backoff_then_the_last_one_is_dead(db: SQLiteJobStore) -> None:
+def test_a_failure_waits_for_its_backoff_then_the_last_one_is_dead(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=3), new_job("child", depends_on=["a"]))
     first = claim(db, T)[0]
     outcome = finish(db, first, TaskStatus.FAILED, T + 1, base=2.0, most=3600.0)
@@ -399,7 +414,7 @@ def test_a_failure_waits_for_its_backoff_then_the_last_one_is_dead(db: SQLiteJob
     assert claim(db, T + 10_000) == []
 
 
-def test_backoff_base_to_the_attempts_counts_the_counted_attempts(db: SQLiteJobStore) -> None:
+def test_backoff_base_to_the_attempts_counts_the_counted_attempts(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=10))
     now = T
     waits = []
@@ -412,7 +427,7 @@ def test_backoff_base_to_the_attempts_counts_the_counted_attempts(db: SQLiteJobS
 
 
 @pytest.mark.parametrize("max_retries", [0, 1])
-def test_max_retries_0_and_1_both_mean_one_attempt(db: SQLiteJobStore, max_retries: int) -> None:
+def test_max_retries_0_and_1_both_mean_one_attempt(db: SqlJobStore, max_retries: int) -> None:
     enqueue(db, new_job("a", max_retries=max_retries))
     claimed = claim(db, T)[0]
     assert finish(db, claimed, TaskStatus.FAILED, T + 1).state is JobState.DEAD
@@ -421,7 +436,7 @@ def test_max_retries_0_and_1_both_mean_one_attempt(db: SQLiteJobStore, max_retri
     assert claim(db, T + 10_000) == []
 
 
-def test_an_interrupted_attempt_is_pending_again_and_not_counted(db: SQLiteJobStore) -> None:
+def test_an_interrupted_attempt_is_pending_again_and_not_counted(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=1), new_job("child", depends_on=["a"]))
     claimed = claim(db, T)[0]
     outcome = db.finish_queue_attempt(W1, TaskResult.cancelled(claimed.to_task(), "worker stopped"), T + 1,
@@ -439,7 +454,7 @@ def test_an_interrupted_attempt_is_pending_again_and_not_counted(db: SQLiteJobSt
     assert history(db, "a") == [(1, INTERRUPTED, W1), (2, "SUCCESS", W1)]
 
 
-def test_a_running_job_cancelled_by_the_user_ends_cancelled(db: SQLiteJobStore) -> None:
+def test_a_running_job_cancelled_by_the_user_ends_cancelled(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"), new_job("child", depends_on=["a"]))
     claimed = claim(db, T)[0]
     assert db.cancel_requested(W1) == []
@@ -458,7 +473,7 @@ def test_a_running_job_cancelled_by_the_user_ends_cancelled(db: SQLiteJobStore) 
     assert db.cancel_requested(W1) == []
 
 
-def test_an_end_from_a_worker_that_does_not_hold_the_job_is_refused(db: SQLiteJobStore) -> None:
+def test_an_end_from_a_worker_that_does_not_hold_the_job_is_refused(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"), new_job("b"))
     a, b = claim(db, T)
     for status in (TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.CANCELLED):
@@ -476,7 +491,7 @@ def test_an_end_from_a_worker_that_does_not_hold_the_job_is_refused(db: SQLiteJo
 
 
 # -- cancel, retry, purge -----------------------------------------------------------------------
-def test_cancelling_a_pending_job_kills_its_dependents_down_the_chain(db: SQLiteJobStore) -> None:
+def test_cancelling_a_pending_job_kills_its_dependents_down_the_chain(db: SqlJobStore) -> None:
     enqueue(db, new_job("a"), new_job("b", depends_on=["a"]), new_job("c", depends_on=["b"]),
             new_job("d", depends_on=["c", "other"]), new_job("other"))
     assert db.cancel_queue_job("a", T + 1) == "pending"
@@ -494,7 +509,7 @@ def test_cancelling_a_pending_job_kills_its_dependents_down_the_chain(db: SQLite
     assert job(db, "a", T + 2).updated_at == T + 1
 
 
-def test_cancel_of_a_job_waiting_for_its_retry_or_finished(db: SQLiteJobStore) -> None:
+def test_cancel_of_a_job_waiting_for_its_retry_or_finished(db: SqlJobStore) -> None:
     enqueue(db, new_job("retrying"), new_job("done"))
     claimed = {one.key: one for one in claim(db, T)}
     finish(db, claimed["retrying"], TaskStatus.FAILED, T + 1)
@@ -506,14 +521,14 @@ def test_cancel_of_a_job_waiting_for_its_retry_or_finished(db: SQLiteJobStore) -
     assert claim(db, T + 10_000) == []
 
 
-def test_chains_of_a_thousand_die_in_one_cancel(db: SQLiteJobStore) -> None:
+def test_chains_of_a_thousand_die_in_one_cancel(db: SqlJobStore) -> None:
     chain = [new_job("n0")] + [new_job(f"n{n}", depends_on=[f"n{n - 1}"]) for n in range(1, 1000)]
     enqueue(db, *chain)
     db.cancel_queue_job("n0", T + 1)
     assert db.queue_counts(T + 1) == {"cancelled": 1, "dead": 999}
 
 
-def test_retry_dead_jobs_resets_attempts_and_waits_again(db: SQLiteJobStore) -> None:
+def test_retry_dead_jobs_resets_attempts_and_waits_again(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=1), new_job("b", depends_on=["a", "ok"]), new_job("ok"),
             new_job("lone", max_retries=1))
     claimed = {one.key: one for one in claim(db, T)}
@@ -539,7 +554,7 @@ def test_retry_dead_jobs_resets_attempts_and_waits_again(db: SQLiteJobStore) -> 
     assert db.retry_dead_jobs(None, T + 5) == 0
 
 
-def test_purge_deletes_only_finished_jobs_changed_before_the_time(db: SQLiteJobStore) -> None:
+def test_purge_deletes_only_finished_jobs_changed_before_the_time(db: SqlJobStore) -> None:
     enqueue(db, new_job("done"), new_job("dead", max_retries=1), new_job("cancelled"), new_job("pending"),
             new_job("failed"), new_job("running"))
     claimed = {one.key: one for one in claim(db, T, limit=5)}
@@ -564,7 +579,7 @@ def test_purge_deletes_only_finished_jobs_changed_before_the_time(db: SQLiteJobS
 
 
 # -- reading ------------------------------------------------------------------------------------
-def test_queue_counts_name_every_shown_state(db: SQLiteJobStore) -> None:
+def test_queue_counts_name_every_shown_state(db: SqlJobStore) -> None:
     enqueue(db, new_job("pending", "q1"), new_job("scheduled", "q1", due_at=T + 100),
             new_job("waiting", "q2", depends_on=["pending"]), new_job("processing", "q2"),
             new_job("completed", "q2"), new_job("failed", "q2"), new_job("dead", "q2", max_retries=1),
@@ -587,7 +602,7 @@ def test_queue_counts_name_every_shown_state(db: SQLiteJobStore) -> None:
     assert keys(list(db.iter_queue_jobs(T, queue="q1"))) == ["pending", "scheduled"]
 
 
-def test_iter_queue_jobs_pages_through_many_jobs(db: SQLiteJobStore) -> None:
+def test_iter_queue_jobs_pages_through_many_jobs(db: SqlJobStore) -> None:
     count = 1234
     enqueue(db, *(new_job(f"j{n:04}", due_at=T + 50 if n % 3 == 0 else None) for n in range(count)))
     everything = list(db.iter_queue_jobs(T))
@@ -612,7 +627,7 @@ def test_iter_queue_jobs_pages_through_many_jobs(db: SQLiteJobStore) -> None:
 
 
 # -- settings, pauses, when the next job is due ---------------------------------------------------
-def test_settings_are_stored_overwritten_and_removed(db: SQLiteJobStore) -> None:
+def test_settings_are_stored_overwritten_and_removed(db: SqlJobStore) -> None:
     assert db.get_settings("queue.") == {}
     db.set_setting("queue.max-retries", "5")
     db.set_setting("queue.backoff-base", "3")
@@ -626,7 +641,7 @@ def test_settings_are_stored_overwritten_and_removed(db: SQLiteJobStore) -> None
     assert db.paused_queues() == ["q"]
 
 
-def test_next_due_at_is_the_earliest_due_time_or_lease_expiry(db: SQLiteJobStore) -> None:
+def test_next_due_at_is_the_earliest_due_time_or_lease_expiry(db: SqlJobStore) -> None:
     assert db.next_due_at([], T) is None
     enqueue(db, new_job("later", "a", due_at=T + 50), new_job("soon", "b", due_at=T + 20),
             new_job("waits", "a", depends_on=["later"]), new_job("run", "c"))
@@ -654,7 +669,7 @@ def worker(owner: str, heartbeat: float, queues: Tuple[str, ...] = (), wake: Opt
                         wake=wake)
 
 
-def test_workers_register_beat_list_stop_and_are_forgotten(db: SQLiteJobStore) -> None:
+def test_workers_register_beat_list_stop_and_are_forgotten(db: SqlJobStore) -> None:
     db.register_worker(worker(W1, T, ("a", "b"), wake="@w1"))
     db.register_worker(worker(W2, T - 100, wake=None, started=T - 200))
     enqueue(db, new_job("j1", "a"), new_job("j2", "a"), new_job("j3", "b"))
@@ -685,6 +700,49 @@ def test_workers_register_beat_list_stop_and_are_forgotten(db: SQLiteJobStore) -
     assert db.worker_stop_requested(W1) is True
     db.register_worker(worker(W1, T + 8))  # registering again starts afresh
     assert [(one.stop_requested, one.jobs_done) for one in db.list_workers()] == [(False, 0)]
+
+
+# -- text PostgreSQL cannot hold ------------------------------------------------------------------
+# A NUL (a program's binary output) and a lone surrogate (an undecodable byte of a file name, as
+# os.fsdecode gives it). SQLite keeps both exactly; PostgreSQL's text holds neither, and its store
+# keeps each as U+FFFD (the documented difference, parallelr/jobs/postgres.py). JSON columns (argv,
+# env) hold them escaped, so they come back exactly from both.
+WITH_NUL = "bin\x00ary \u2603 \x01 output"
+WITH_NUL_ON_POSTGRESQL = "bin\ufffdary \u2603 \x01 output"
+UNDECODABLE = "/srv/odd \udcff dir"
+UNDECODABLE_ON_POSTGRESQL = "/srv/odd \ufffd dir"
+
+
+def test_output_and_errors_with_a_nul(db: SqlJobStore, store_kind: str) -> None:
+    command = f"printf '{WITH_NUL}'"
+    enqueue(db, NewJob(key="nul", queue="default", argv=("/bin/sh", "-c", command), shell=True,
+                       env=(("V", WITH_NUL),), max_retries=1))
+    claimed = claim(db, T)[0]
+    failed = TaskResult(task=claimed.to_task(), status=TaskStatus.FAILED, worker_id=1, exit_code=1,
+                        start_time=T, end_time=T + 1, duration=1.0, stdout=WITH_NUL, stderr=WITH_NUL[::-1],
+                        error_message=WITH_NUL)
+    assert db.finish_queue_attempt(W1, failed, T + 1, 2.0, 3600.0).state is JobState.DEAD
+    text = WITH_NUL_ON_POSTGRESQL if store_kind == "postgresql" else WITH_NUL
+    nul = job(db, "nul", T + 1)
+    assert (nul.argv, nul.env, nul.command) == (("/bin/sh", "-c", command), (("V", WITH_NUL),), command)
+    assert nul.last_error == text
+    [attempt] = db.queue_attempts(nul.row)
+    assert (attempt.stdout, attempt.stderr, attempt.error) == (text, text[::-1], text)
+
+
+def test_a_directory_and_an_error_with_undecodable_bytes(db: SqlJobStore, store_kind: str) -> None:
+    enqueue(db, new_job("odd", cwd=UNDECODABLE, max_retries=1))
+    text = UNDECODABLE_ON_POSTGRESQL if store_kind == "postgresql" else UNDECODABLE
+    assert job(db, "odd").cwd == text
+    [claimed] = claim(db, T)
+    assert claimed.to_task().cwd == text
+    error = f"cannot start: [Errno 2] No such file or directory: '{UNDECODABLE}'"
+    failed = TaskResult(task=claimed.to_task(), status=TaskStatus.ERROR, worker_id=1, error_message=error)
+    assert db.finish_queue_attempt(W1, failed, T + 1, 2.0, 3600.0).state is JobState.DEAD
+    expected = error.replace(UNDECODABLE, text)
+    odd = job(db, "odd", T + 1)
+    assert (odd.cwd, odd.last_error) == (text, expected)
+    assert [attempt.error for attempt in db.queue_attempts(odd.row)] == [expected]
 
 
 # -- migration ------------------------------------------------------------------------------------
@@ -739,7 +797,7 @@ def test_a_version_3_database_is_migrated_to_version_4(tmp_path: Path) -> None:
     again.close()
 
 
-def test_a_cancel_asked_for_wins_over_a_failure_that_came_first(db: SQLiteJobStore) -> None:
+def test_a_cancel_asked_for_wins_over_a_failure_that_came_first(db: SqlJobStore) -> None:
     enqueue(db, new_job("a", max_retries=3))
     claimed = claim(db, T)[0]
     assert db.cancel_queue_job("a", T + 1) == "running"
