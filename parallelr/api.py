@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Sized
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Sized, Tuple
 
 import attrs
 
@@ -195,8 +195,15 @@ def execute(
         run_id=run_info.run_id, daemon=announcer.pending,
     )
     with _PROCESS_RUNS.registered(registry, entry), _PROCESS_RUNS.files(paths):
-        config.hook.parallelr_run_planned(run=run_info, tasks=tasks)
-        return _schedule(config, run_info, factory, tasks, announcer, control or RunControl(),
+        # The executor first: one that cannot start (a cluster that does not answer) must not
+        # leave a planned run behind in the journal, with every task pending, for --resume.
+        executor, pool_size = _start_executor(config, run_info, factory, tasks)
+        try:
+            config.hook.parallelr_run_planned(run=run_info, tasks=tasks)
+        except BaseException:
+            executor.shutdown(cancel=True)
+            raise
+        return _schedule(config, run_info, executor, pool_size, tasks, announcer, control or RunControl(),
                          handle_signals)
 
 
@@ -266,10 +273,10 @@ def _daemon_banner(app_name: str, paths: RunPaths, pid: int, run_id: Optional[st
     )
 
 
-def _schedule(
+def _start_executor(
     config: Config, run_info: RunInfo, factory: Callable[[ExecutorContext], Any], tasks: Tasks,
-    announcer: daemon.Announcer, control: RunControl, handle_signals: bool,
-) -> RunSummary:
+) -> Tuple[Any, int]:
+    """The run's executor and its number of slots (never more than there are tasks)."""
     settings = config.settings
     limits = settings.limits
     advanced = settings.advanced
@@ -288,6 +295,16 @@ def _schedule(
     executor = factory(ExecutorContext(
         workers=pool_size, limits=execution_limits, settings=settings, options=config.request.as_options(),
     ))
+    return executor, pool_size
+
+
+def _schedule(
+    config: Config, run_info: RunInfo, executor: Any, pool_size: int, tasks: Tasks,
+    announcer: daemon.Announcer, control: RunControl, handle_signals: bool,
+) -> RunSummary:
+    settings = config.settings
+    limits = settings.limits
+    advanced = settings.advanced
     hook = config.hook
     tally = RunTally(tasks.plan.previous if tasks.plan is not None else None)
     scheduler = Scheduler(

@@ -302,6 +302,8 @@ def test_a_scheduler_that_does_not_answer_is_one_line_after_the_connect_timeout(
     assert result.stderr == (
         f"parallelr: error: cannot reach the Dask scheduler at {address} within 1s: is `dask scheduler` "
         "running there, and is the address right?\n")
+    listed = run_cli(["runs", "list", "--json"])  # no planned run left behind for --resume
+    assert (listed.returncode, listed.stdout) == (0, "[]\n"), listed.output
 
 
 def test_the_scheduler_address_can_come_from_the_config(
