@@ -35,7 +35,7 @@ import contextlib
 import functools
 import re
 import time
-from typing import Any, Iterable, Iterator, Optional, Sequence, Tuple
+from typing import Any, Iterable, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from parallelr.jobs.errors import NewerSchemaError, StoreUnavailable
@@ -277,7 +277,7 @@ class PostgresJobStore(SqlJobStore):
         self.lock_timeout = lock_timeout
         psycopg = _psycopg()
         self.integrity_error = (psycopg.errors.IntegrityError,)
-        self._error = psycopg.Error
+        self.database_errors = (psycopg.Error,)
         self._offset = 0.0
         self._measured_at = float("-inf")
         self._measure_clock()
@@ -346,46 +346,11 @@ class PostgresJobStore(SqlJobStore):
                 "SELECT txid_snapshot_xmax(txid_current_snapshot())").fetchone()
         return int(value)
 
-    def _reconnect_if_lost(self) -> None:
+    def _before_use(self) -> None:
         """A lost connection is replaced before the next statement (a worker lives for days; the
         server may restart meanwhile). Raises StoreUnavailable (transient) while it cannot be."""
         if self.connection.lost:
             self.connection = _Connection(_connect(self.url, self.lock_timeout))
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on an exception); psycopg errors become
-        :class:`~parallelr.jobs.errors.StoreUnavailable`."""
-        self._reconnect_if_lost()
-        connection = self.connection
-        try:
-            connection.execute("BEGIN")
-            try:
-                yield
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except self._error as exc:
-            raise self._unavailable(exc) from None
-
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
-        if not self.connection.in_transaction:
-            self._reconnect_if_lost()
-        try:
-            yield
-        except self._error as exc:
-            raise self._unavailable(exc) from None
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        if self.connection.in_transaction:
-            yield
-        else:
-            with self.transaction():
-                yield
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         return StoreUnavailable(self.location, _reason(exc), transient=_transient(exc))

@@ -9,12 +9,13 @@ SQLite's planner). The queue's statements are in :mod:`.sql_queue` and :mod:`.sq
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
-from typing import Any, ContextManager, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from parallelr.jobs.batch import AttemptEnd, Record, job_keys, plan_batch
-from parallelr.jobs.errors import LeaseLost
+from parallelr.jobs.errors import LeaseLost, StoreUnavailable
 from parallelr.jobs.leases import LEASE_SECONDS, Lease
 from parallelr.jobs.records import AttemptRecord, ClaimedJob, JobRecord, RunRecord
 from parallelr.jobs.sql_dialect import Dialect
@@ -157,8 +158,9 @@ def _end_rows(end: AttemptEnd) -> Tuple[Tuple[Any, ...], Optional[Tuple[Any, ...
 class SqlJobStore(SqlQueueMixin, SqlWorkersMixin):
     """The :class:`~parallelr.jobs.store.JobStore` and :class:`~parallelr.jobs.store.QueueStore`
     methods over one connection. A subclass provides ``connection``, ``dialect``, ``location``,
-    ``transaction()``, ``_reading()``, ``_writing()``, ``close()``, ``change_counter()`` and
-    ``now()``.
+    ``close()``, ``change_counter()``, ``now()``, what begins a write transaction
+    (``_BEGIN``), the driver's errors (``database_errors``, turned into StoreUnavailable by
+    ``_unavailable``) and, if it needs one, what to do before a statement (``_before_use``).
 
     Not thread-safe: one thread uses it at a time.
     """
@@ -168,13 +170,57 @@ class SqlJobStore(SqlQueueMixin, SqlWorkersMixin):
 
     connection: Any
     dialect: Dialect
+    database_errors: Tuple[type, ...] = ()  # what the driver raises; each becomes StoreUnavailable
+    _BEGIN = "BEGIN"
 
     @property
     def location(self) -> str:
         raise NotImplementedError
 
-    def transaction(self) -> ContextManager[Any]:
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         raise NotImplementedError
+
+    def _before_use(self) -> None:
+        """Called before a transaction or a read outside one (PostgreSQL: a lost connection is
+        replaced)."""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``_BEGIN`` ... ``COMMIT`` (``ROLLBACK`` on an exception); the driver's errors become
+        :class:`~parallelr.jobs.errors.StoreUnavailable`."""
+        self._before_use()
+        connection = self.connection
+        try:
+            connection.execute(self._BEGIN)
+            try:
+                yield
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except self.database_errors as exc:
+            raise self._unavailable(exc) from None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Reads fail like writes: a corrupt page a query runs into, or a lost connection, is a
+        StoreUnavailable."""
+        if not self.connection.in_transaction:
+            self._before_use()
+        try:
+            yield
+        except self.database_errors as exc:
+            raise self._unavailable(exc) from None
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The caller's transaction, or one of its own (a claim must be atomic either way)."""
+        if self.connection.in_transaction:
+            yield
+        else:
+            with self.transaction():
+                yield
 
     def now(self) -> float:
         """The store's clock (epoch seconds): what every holder of a lease must agree on."""

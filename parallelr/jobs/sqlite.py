@@ -50,7 +50,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 from parallelr.jobs.errors import NewerSchemaError, StoreUnavailable
 from parallelr.jobs.schema import MIGRATIONS, SCHEMA_VERSION
@@ -120,6 +120,8 @@ class SQLiteJobStore(SqlJobStore):
 
     dialect = SQLITE
     integrity_error = (sqlite3.IntegrityError,)
+    database_errors = (sqlite3.Error,)
+    _BEGIN = "BEGIN IMMEDIATE"  # the write lock at the start: a busy file fails at once, not half-way
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self.path = path
@@ -196,39 +198,9 @@ class SQLiteJobStore(SqlJobStore):
         with self._reading():
             return int(self.connection.execute("PRAGMA data_version").fetchone()[0])
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception); sqlite errors
-        become :class:`~parallelr.jobs.errors.StoreUnavailable`."""
-        connection = self.connection
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise _unavailable(self.location, exc) from None
+    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
+        return _unavailable(self.location, exc)
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
-        """Reads fail like writes: a corrupt page a query runs into is a StoreUnavailable."""
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise _unavailable(self.location, exc) from None
-
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[None]:
-        """The caller's transaction, or one of its own (a claim must be atomic either way)."""
-        if self.connection.in_transaction:
-            yield
-        else:
-            with self.transaction():
-                yield
 
 def _create_private(path: Path) -> None:
     """Create a missing database file as 0600 before SQLite opens it (SQLite would create it
