@@ -210,36 +210,41 @@ def iso_local(epoch: float) -> str:
 
 
 # -- 1. exactly once -------------------------------------------------------------------------------
-def test_eight_worker_processes_run_each_of_500_jobs_exactly_once(queue: Queue, tmp_path: Path) -> None:
-    out = tmp_path / "ran.txt"
-    workers = [queue.start_worker("--count", "1", started=False) for _ in range(8)]
+def run_exactly_once(queue: Queue, out: Path, processes: int, slots: int, jobs: int) -> List[Worker]:
+    """``processes`` workers of ``slots`` slots run ``jobs`` jobs, then stop: each job ran once,
+    was picked once, has one SUCCESS attempt; returns the workers (stopped, exit 0)."""
+    workers = [queue.start_worker("--count", str(slots), started=False) for _ in range(processes)]
     for worker in workers:
         queue.wait_started(worker)
-    keys = [f"job-{number:03d}" for number in range(500)]
+    keys = [f"job-{number:03d}" for number in range(jobs)]
     assert queue.enqueue({"id": key, "command": append(out, key)} for key in keys) == keys
 
-    queue.wait_until(lambda: queue.count("succeeded") == 500, 60,
-                     f"500 completed jobs ({queue.count('succeeded')} so far)")
+    queue.wait_until(lambda: queue.count("succeeded") == jobs, 60,
+                     f"{jobs} completed jobs ({queue.count('succeeded')} so far)")
     stopped = queue.ok("worker", "stop")
-    assert stopped.stdout == "Asked 8 worker(s) to stop once their running jobs finish\n"
-    assert [worker.wait() for worker in workers] == [0] * 8
+    assert stopped.stdout == f"Asked {processes} worker(s) to stop once their running jobs finish\n"
+    assert [worker.wait() for worker in workers] == [0] * processes
 
     ran = collections.Counter(lines_of(out))
     assert sorted(ran) == keys
     assert {key: n for key, n in ran.items() if n != 1} == {}
-    completed = queue.jobs("--state", "completed")
-    assert len(completed) == 500
-    listed = queue.jobs()
-    assert sorted((job["id"], job["state"], job["attempts"], job["exit_code"]) for job in listed) == [
+    assert len(queue.jobs("--state", "completed")) == jobs
+    assert sorted((job["id"], job["state"], job["attempts"], job["exit_code"]) for job in queue.jobs()) == [
         (key, "completed", 1, 0) for key in keys
     ]
-    history = queue.sql("SELECT attempt, status, COUNT(*) FROM attempts GROUP BY 1, 2")
-    assert history == [(1, "SUCCESS", 500)]
-    picked = collections.Counter()
+    assert queue.sql("SELECT attempt, status, COUNT(*) FROM attempts GROUP BY 1, 2") == [(1, "SUCCESS", jobs)]
+    picked: collections.Counter = collections.Counter()
     for worker in workers:
-        picked.update(match.group(1) for match in worker.lines(r"Worker-1: picked job (\S+) \(attempt 1\)"))
+        for match in worker.lines(r"Worker-(\d+): picked job (\S+) \(attempt 1\)"):
+            assert 1 <= int(match.group(1)) <= slots, match.group(0)
+            picked[match.group(2)] += 1
         assert worker.lines(r"Worker stopped: \d+ job\(s\) done"), worker.log()
     assert sorted(picked) == keys and set(picked.values()) == {1}
+    return workers
+
+
+def test_eight_worker_processes_run_each_of_500_jobs_exactly_once(queue: Queue, tmp_path: Path) -> None:
+    workers = run_exactly_once(queue, tmp_path / "ran.txt", processes=8, slots=1, jobs=500)
     busy = [worker for worker in workers if worker.lines(r"Worker-1: picked job .*")]
     assert len(busy) >= 2, "the 500 jobs were not shared between the worker processes"
 
@@ -247,29 +252,7 @@ def test_eight_worker_processes_run_each_of_500_jobs_exactly_once(queue: Queue, 
 def test_two_worker_processes_of_four_slots_run_each_of_400_jobs_exactly_once(
     queue: Queue, tmp_path: Path
 ) -> None:
-    out = tmp_path / "ran.txt"
-    workers = [queue.start_worker("--count", "4", started=False) for _ in range(2)]
-    for worker in workers:
-        queue.wait_started(worker)
-    keys = [f"job-{number:03d}" for number in range(400)]
-    assert queue.enqueue({"id": key, "command": append(out, key)} for key in keys) == keys
-
-    queue.wait_until(lambda: queue.count("succeeded") == 400, 60,
-                     f"400 completed jobs ({queue.count('succeeded')} so far)")
-    assert queue.ok("worker", "stop").stdout == "Asked 2 worker(s) to stop once their running jobs finish\n"
-    assert [worker.wait() for worker in workers] == [0, 0]
-
-    ran = collections.Counter(lines_of(out))
-    assert sorted(ran) == keys and set(ran.values()) == {1}
-    assert queue.sql("SELECT attempt, status, COUNT(*) FROM attempts GROUP BY 1, 2") == [(1, "SUCCESS", 400)]
-    picked: collections.Counter = collections.Counter()
-    slots = set()
-    for worker in workers:
-        for match in worker.lines(r"Worker-(\d): picked job (\S+) \(attempt 1\)"):
-            slots.add((worker.pid, match.group(1)))
-            picked[match.group(2)] += 1
-    assert sorted(picked) == keys and set(picked.values()) == {1}
-    assert {slot for _pid, slot in slots} <= {"1", "2", "3", "4"}
+    run_exactly_once(queue, tmp_path / "ran.txt", processes=2, slots=4, jobs=400)
 
 
 def test_an_idle_worker_of_a_postgresql_store_wakes_on_notify_alone(queue: Queue, tmp_path: Path) -> None:
