@@ -138,6 +138,12 @@ DEPENDENCIES = (
     ("pluggy", "pluggy", "plugins"),
     ("attrs", "attrs", "configuration and result values"),
 )
+# The extras: what each adds, and the extra that installs it. Missing is not an error.
+OPTIONAL_DEPENDENCIES = (
+    ("Flask", "the dashboard", "dashboard"),
+    ("distributed", "--executor dask", "dask"),
+    ("psycopg", "a PostgreSQL store (--db postgresql://...)", "postgres"),
+)
 
 
 def check_dependencies() -> int:
@@ -154,6 +160,13 @@ def check_dependencies() -> int:
             print(f"✗ {dist}: not available - {purpose} (pip install {dist})")
             continue
         print(f"✓ {dist} {version} - {purpose}")
+    for dist, purpose, extra in OPTIONAL_DEPENDENCIES:
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # found without importing it (distributed: 0.3 s)
+            print(f"- {dist}: not installed (optional) - {purpose} (pip install \"parallelr[{extra}]\")")
+            continue
+        print(f"✓ {dist} {version} - {purpose} (optional)")
     return 1 if missing else 0
 
 

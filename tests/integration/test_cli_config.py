@@ -261,12 +261,17 @@ def test_ptasker_prefers_its_own_user_config(run_cli, user_config):
 # -- --check-dependencies, --version -------------------------------------------------------------
 
 
-def test_check_dependencies_lists_the_four_modules(run_cli):
+def test_check_dependencies_lists_the_four_modules_and_the_extras(run_cli):
     result = run_cli(["--check-dependencies"])
 
     assert result.returncode == 0, result.output
     for module in ("PyYAML", "psutil", "pluggy", "attrs"):
         assert [line for line in result.stdout.splitlines() if line.startswith(f"✓ {module} ")], module
+    # the test extra installs every extra
+    for module, purpose in (("Flask", "the dashboard"), ("distributed", "--executor dask"),
+                            ("psycopg", "a PostgreSQL store (--db postgresql://...)")):
+        assert [line for line in result.stdout.splitlines()
+                if re.fullmatch(rf"✓ {module} \S+ - {re.escape(purpose)} \(optional\)", line)], result.stdout
 
 
 def test_version_lists_the_builtin_plugins(run_cli):
