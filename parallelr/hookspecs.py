@@ -35,7 +35,7 @@ needs no locking. A reporter must not block for long: the next task waits for it
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence
 
 import pluggy
 
@@ -74,6 +74,15 @@ def parallelr_addoption(parser: argparse.ArgumentParser) -> None:
     shared argument group so that several plugins can add to one ``--help`` section. Their
     values end up in ``config.request.plugin_options`` (read them with
     ``config.request.option(dest)``) and in ``run.options``.
+    """
+
+
+@hookspec
+def parallelr_restored_options() -> Optional[Sequence[str]]:
+    """The ``dest`` names of this plugin's options that ``--resume`` takes from the recorded run
+    when the resuming command line does not give them (as it does for the core's ``--executor``,
+    ``-m``, ``-t``, ...): an option that says *where* or *how* the tasks run, such as the Dask
+    executor's ``--dask-scheduler``, so that a resumed run runs where the first one did.
     """
 
 

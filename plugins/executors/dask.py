@@ -15,7 +15,7 @@ runs on the workers in :mod:`.dask_worker`, connecting (or starting a local clus
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional, Tuple, Type
 
 import attrs
 
@@ -48,6 +48,12 @@ def parallelr_addoption(parser: Any) -> None:
         help="with --executor dask: the cluster's scheduler, e.g. tcp://HOST:8786 "
              "(config dask.scheduler; default: a local cluster sized to -m)",
     )
+
+
+@hookimpl
+def parallelr_restored_options() -> Tuple[str, ...]:
+    """``--resume`` of a Dask run runs on the cluster it ran on, unless told otherwise."""
+    return (OPTION,)
 
 
 @hookimpl

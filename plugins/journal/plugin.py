@@ -82,4 +82,5 @@ def parallelr_configure(config: Any) -> None:
         store.close()
     check_not_running(run)
     # "last" resolved once: the plan and the run use the same run
-    config.request = restore_options(request.with_options(resume=run.id), run.options)[0]
+    plugin_dests = [dest for found in config.hook.parallelr_restored_options() for dest in (found or ())]
+    config.request = restore_options(request.with_options(resume=run.id), run.options, plugin_dests)[0]

@@ -35,11 +35,13 @@ def given_task_options(request: RunRequest) -> List[str]:
     return [option.flag for option in TASK_OPTIONS if not is_unset(getattr(request, option.field))]
 
 
-def restore_options(request: RunRequest, stored: Mapping[str, Any]) -> Tuple[RunRequest, List[str]]:
+def restore_options(request: RunRequest, stored: Mapping[str, Any],
+                    plugin_dests: Sequence[str] = ()) -> Tuple[RunRequest, List[str]]:
     """The request with its unset options filled from the stored run's (the options declared
-    ``restored`` in parallelr.options); and the names restored."""
+    ``restored`` in parallelr.options, and ``plugin_dests``: the plugins' own, from
+    ``parallelr_restored_options``); and the names restored."""
     restored: Dict[str, Any] = {}
-    for dest in RESTORED_DESTS:
+    for dest in (*RESTORED_DESTS, *plugin_dests):
         value = stored.get(dest)
         if value is None or not is_unset(request.option(dest)):  # given on this command line: it wins
             continue

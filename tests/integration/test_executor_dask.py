@@ -318,3 +318,18 @@ def test_the_scheduler_address_can_come_from_the_config(
 
 def _warnings(stdout: str) -> List[str]:
     return re.findall(r"^\S+ \S+ - WARNING - (.*)$", stdout, flags=re.M)
+
+
+def test_resume_of_a_dask_run_runs_on_the_cluster_it_ran_on(
+    run_cli: Any, tmp_path: Path, dask_cluster: DaskCluster  # noqa: F811
+) -> None:
+    flag = tmp_path / "fixed"
+    tasks = write_tasks(tmp_path, {"ok": "true\n", "flaky": f'[ -e "{flag}" ]\n'})
+    first = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r", "-m", "2", "--executor", "dask",
+                     "--dask-scheduler", dask_cluster.address])
+    assert first.returncode == 1, first.output
+    flag.touch()
+    resumed = run_cli(["--resume", "last", "-r"])  # neither --executor nor --dask-scheduler again
+    assert resumed.returncode == 0, resumed.output
+    assert f"Running on the Dask cluster at {dask_cluster.address}: 2 worker(s), 2 thread(s)" in resumed.stdout
+    assert "Resuming run " in resumed.stdout and ": 1 task(s) to run again" in resumed.stdout
