@@ -331,5 +331,6 @@ def test_resume_of_a_dask_run_runs_on_the_cluster_it_ran_on(
     flag.touch()
     resumed = run_cli(["--resume", "last", "-r"])  # neither --executor nor --dask-scheduler again
     assert resumed.returncode == 0, resumed.output
-    assert f"Running on the Dask cluster at {dask_cluster.address}: 2 worker(s), 2 thread(s)" in resumed.stdout
+    on_cluster = f"Running on the Dask cluster at {dask_cluster.address}: 2 worker(s), 2 thread(s)"
+    assert on_cluster in resumed.stdout
     assert "Resuming run " in resumed.stdout and ": 1 task(s) to run again" in resumed.stdout
