@@ -142,7 +142,7 @@ class JournalRun:
             return
         store = open_journal(journal_location(run.settings, Path(run.paths.home)))
         assert store is not None
-        now = time.time()
+        now = store.now()  # the store's clock: a lease other hosts judge (PostgreSQL) follows it
         lease = Lease.starting(new_owner("runner", run.pid, this_host()), now)
         resuming = self.resuming if run.resumed and self.resuming is not None else None
         try:
@@ -158,7 +158,7 @@ class JournalRun:
         self.store = store
         self.planner = planner
         self.job_owner = f"pid:{run.pid}"
-        self.writer = JournalWriter(store, Renewal(run.run_id, lease.owner), planner)
+        self.writer = JournalWriter(store, Renewal(run.run_id, lease.owner, clock=store.now), planner)
         # A run that ends without parallelr_run_finish (an exception in the core, sys.exit)
         # still commits what it queued: the writer is a daemon thread, so drain it at exit.
         atexit.register(self.close)

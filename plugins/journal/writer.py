@@ -37,7 +37,7 @@ import math
 import queue
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import attrs
 
@@ -59,15 +59,17 @@ ALL_POSITIONS = 2**62  # the last position of a range that covers a whole run (a
 
 @attrs.frozen
 class Renewal:
-    """Renew ``owner``'s lease on run ``run_id`` every ``every`` seconds, to ``length`` seconds ahead."""
+    """Renew ``owner``'s lease on run ``run_id`` every ``every`` seconds, to ``length`` seconds
+    ahead of ``clock`` (the store's: a PostgreSQL journal's leases follow the server's clock)."""
 
     run_id: str
     owner: str
     every: float = RENEW_EVERY
     length: float = LEASE_SECONDS
+    clock: Callable[[], float] = time.time
 
     def record(self) -> Record:
-        return (RENEW, (self.run_id, self.owner, time.time() + self.length))
+        return (RENEW, (self.run_id, self.owner, self.clock() + self.length))
 
 
 @attrs.frozen
