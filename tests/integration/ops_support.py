@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -59,3 +61,27 @@ def wait_ended(pid: int, timeout: float = 20) -> None:
         pass
     except psutil.TimeoutExpired:
         pytest.fail(f"process {pid} still runs after {timeout}s")
+
+
+def start_run(janitor: Any, home: Path, tmp_path: Path, tasks: Path, *extra: str) -> subprocess.Popen:
+    """A foreground run whose stdout and stderr go to files (read them with ``output``)."""
+    argv = [sys.executable, "-m", "parallelr", "-T", str(tasks), "-C", "bash @TASK@", "-r", *extra]
+    with (tmp_path / "stdout.txt").open("w") as out, (tmp_path / "stderr.txt").open("w") as err:
+        return janitor.popen(argv, home, stdout=out, stderr=err)
+
+
+def output(tmp_path: Path) -> Tuple[str, str]:
+    """The stdout and stderr of the run ``start_run`` started."""
+    return (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text()
+
+
+def write_tasks(tmp_path: Path, bodies: Dict[str, str]) -> Path:
+    """``tasks/<name>.sh`` per body, formatted with ``{pids}`` (a folder for the tasks' PID files),
+    ``{name}`` and ``{out}`` (the test's temp dir)."""
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    pids = tmp_path / "taskpids"
+    pids.mkdir()
+    for name, body in bodies.items():
+        (tasks / f"{name}.sh").write_text(body.format(pids=pids, name=name, out=tmp_path))
+    return tasks

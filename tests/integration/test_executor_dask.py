@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Tuple
 import psutil
 import pytest
 from dask_support import DaskCluster, dask_cluster, free_port  # noqa: F401
-from ops_support import WaitUntil, none_running, read_csv, task_processes
+from ops_support import WaitUntil, none_running, output, read_csv, start_run, task_processes, write_tasks
 
 from parallelr.plugins.executors.dask import EXTRA_MISSING
 
@@ -45,26 +45,6 @@ def clear_logs(home: Path) -> None:
     """So that the next run of the test finds only its own files."""
     for path in (home / "parallelr" / "logs").iterdir():
         path.unlink()
-
-
-def write_tasks(tmp_path: Path, bodies: Dict[str, str]) -> Path:
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    pids = tmp_path / "taskpids"
-    pids.mkdir()
-    for name, body in bodies.items():
-        (tasks / f"{name}.sh").write_text(body.format(pids=pids, name=name, out=tmp_path))
-    return tasks
-
-
-def start_run(janitor: Any, home: Path, tmp_path: Path, tasks: Path, *extra: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "parallelr", "-T", str(tasks), "-C", "bash @TASK@", "-r", *extra]
-    with (tmp_path / "stdout.txt").open("w") as out, (tmp_path / "stderr.txt").open("w") as err:
-        return janitor.popen(argv, home, stdout=out, stderr=err)
-
-
-def output(tmp_path: Path) -> Tuple[str, str]:
-    return (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text()
 
 
 def csv_rows(home: Path) -> List[Dict[str, str]]:

@@ -6,13 +6,12 @@ import contextlib
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import psutil
 import pytest
-from ops_support import WaitUntil, none_running, read_csv, task_processes
+from ops_support import WaitUntil, none_running, output, read_csv, start_run, task_processes, write_tasks
 
 # Each task records its own PID and that of a child it waits for: both must be gone at the end.
 SLEEPING_TASK = 'echo $$ > "{pids}/{name}.pid"\nsleep 30 &\necho $! > "{pids}/{name}.child"\nwait\n'
@@ -26,41 +25,14 @@ def make_tasks(tmp_path: Path, count: int, body: str) -> Path:
     return write_tasks(tmp_path, {f"t{n}": body for n in range(1, count + 1)})
 
 
-def write_tasks(tmp_path: Path, bodies: Dict[str, str]) -> Path:
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    pids = tmp_path / "taskpids"
-    pids.mkdir()
-    for name, body in bodies.items():
-        (tasks / f"{name}.sh").write_text(body.format(pids=pids, name=name))
-    return tasks
-
-
-
-
 def started_names(tmp_path: Path) -> List[str]:
     return sorted(path.stem for path in (tmp_path / "taskpids").glob("*.pid"))
-
-
 
 
 def csv_rows(home: Path) -> List[Dict[str, str]]:
     summaries = list((home / "parallelr" / "logs").glob("*_summary.csv"))
     assert len(summaries) == 1, summaries
     return read_csv(summaries[0])
-
-
-
-
-def start_run(janitor: Any, home: Path, tmp_path: Path, tasks: Path, *extra: str) -> subprocess.Popen:
-    """A foreground run whose stdout and stderr go to files (read them with ``output``)."""
-    argv = [sys.executable, "-m", "parallelr", "-T", str(tasks), "-C", "bash @TASK@", "-r", *extra]
-    with (tmp_path / "stdout.txt").open("w") as out, (tmp_path / "stderr.txt").open("w") as err:
-        return janitor.popen(argv, home, stdout=out, stderr=err)
-
-
-def output(tmp_path: Path) -> Tuple[str, str]:
-    return (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text()
 
 
 def wait_exit(run: subprocess.Popen, timeout: float) -> int:
