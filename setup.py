@@ -44,8 +44,8 @@ setup(
         "dashboard": DASHBOARD,
         "dask": DASK,
         "postgres": POSTGRES,
-        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", *DASHBOARD, "playwright>=1.40",
-                 *DASK, *POSTGRES],
+        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", "junitparser>=3", *DASHBOARD,
+                 "playwright>=1.40", *DASK, *POSTGRES],
     },
     entry_points={
         "console_scripts": [

@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: Tuple[Tuple[str, str], ...] = (
     ("main_log", "parallelr.plugins.reporters.main_log"),
     ("csv_summary", "parallelr.plugins.reporters.csv_summary"),
     ("output_log", "parallelr.plugins.reporters.output_log"),
+    ("junit", "parallelr.plugins.reporters.junit"),
     ("ptasker", "parallelr.plugins.presets.ptasker"),
     ("journal", "parallelr.plugins.journal.plugin"),
     ("dashboard", "parallelr.plugins.dashboard.plugin"),
