@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from parallelr.errors import ParallelrError
+from parallelr.jobs.opening import is_url
 from parallelr.model import RunPaths
 
 HOME_FIX = "set HOME to your home directory (an absolute path)"
@@ -107,7 +108,7 @@ def store_location(settings: Any, home: Path) -> str:
     """Where the store is: a ``postgresql://`` URL in ``journal.path`` as it is, else the file of
     :func:`store_path`."""
     configured = settings.journal.path if settings is not None else ""
-    if configured.startswith(("postgresql://", "postgres://")):
+    if is_url(configured):
         return configured
     return str(store_path(settings, home))
 

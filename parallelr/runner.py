@@ -19,6 +19,7 @@ from parallelr import __version__, api, console, daemon
 from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, settings_as_dict
 from parallelr.context import Config
+from parallelr.jobs.opening import is_url
 from parallelr.model import Task
 from parallelr.paths import AppPaths, store_location, store_path
 from parallelr.pluginmanager import blocked_names, describe_plugins
@@ -199,7 +200,7 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 def store_problems(settings: Any, home: Path) -> List[str]:
     """Why the journal's database (``journal.path``) cannot work, if it cannot: checked without
     creating or opening anything."""
-    if not settings.journal.enabled or store_location(settings, home).startswith("postgres"):
+    if not settings.journal.enabled or is_url(store_location(settings, home)):
         return []  # a database server is checked by connecting to it, when the run starts
     path = store_path(settings, home)
     if path.exists():

@@ -10,12 +10,13 @@ from typing import Any, Optional
 
 from parallelr.jobs.errors import StoreUnavailable
 
+URL_SCHEMES = ("postgresql://", "postgres://")  # what names a PostgreSQL store rather than a file
+
 
 def is_url(location: str) -> bool:
-    """A database URL rather than a file path (it is not made absolute or expanded)."""
-    from parallelr.jobs.postgres import is_postgres_url
-
-    return is_postgres_url(location)
+    """A database URL rather than a file path (it is not made absolute or expanded). Answered
+    without importing the PostgreSQL store: a SQLite file's open does not pay for it."""
+    return location.startswith(URL_SCHEMES)
 
 
 def shown_location(location: str) -> str:

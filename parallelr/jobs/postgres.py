@@ -43,17 +43,12 @@ from parallelr.jobs.schema import MIGRATIONS, SCHEMA_VERSION
 from parallelr.jobs.sql_dialect import POSTGRESQL
 from parallelr.jobs.sql_store import SqlJobStore
 
-URL_SCHEMES = ("postgresql://", "postgres://")
 CHANNEL = "parallelr_queue"
 CONNECT_TIMEOUT = 10  # seconds: a host that does not answer is an error, not a hang
 CLOCK_REFRESH = 60.0  # seconds between two measurements of the server's clock
 DEFAULT_LOCK_TIMEOUT = 5.0  # seconds, as SQLite's busy timeout
 _MIGRATION_LOCK = 0x7061_7261_6C6C_6572  # "paraller": the advisory lock a migration holds
 EXTRA_MISSING = 'the PostgreSQL store needs psycopg 3: pip install "parallelr[postgres]"'
-
-
-def is_postgres_url(location: str) -> bool:
-    return location.startswith(URL_SCHEMES)
 
 
 def shown_url(url: str) -> str:
@@ -107,7 +102,7 @@ def _adapted(params: Sequence[Any]) -> Tuple[Any, ...]:
         elif isinstance(value, bool):
             value = int(value)
         elif isinstance(value, (bytes, bytearray, memoryview)):
-            value = bytes(value).decode("utf-8", "replace").replace("\x00", "\ufffd")
+            value = _text(bytes(value).decode("utf-8", "replace"))
         values.append(value)
     return tuple(values)
 

@@ -60,6 +60,7 @@ from parallelr.jobs.sql_store import SqlJobStore
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds to wait for another process's lock
 FILE_MODE = 0o600  # a new database: the user's tasks, commands and environments are private
 
+
 def schema_version(connection: sqlite3.Connection) -> int:
     return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
