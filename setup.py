@@ -34,9 +34,12 @@ setup(
     },
     package_data={
         "parallelr.cfg": ["*.yaml"],
+        "parallelr": ["templates/*"],  # the HTML report's template, styles and script
         "parallelr.plugins.dashboard": ["templates/*.html", "static/*"],
     },
-    install_requires=["attrs>=21.3", "pluggy>=1.0", "PyYAML>=5.4", "psutil>=5.8"],
+    # tqdm: the progress line on a terminal; Jinja2: the HTML report's template
+    install_requires=["attrs>=21.3", "pluggy>=1.0", "PyYAML>=5.4", "psutil>=5.8", "tqdm>=4.62",
+                      "Jinja2>=3.0"],
     # setuptools and wheel: the example-plugin tests build a package offline, without isolation
     # dashboard: Flask (its Jinja2 renders the pages). test: the suite, the dashboard's included,
     # driven in a real browser by Playwright pointed at the system's Chromium (never a download).
@@ -44,7 +47,8 @@ setup(
         "dashboard": DASHBOARD,
         "dask": DASK,
         "postgres": POSTGRES,
-        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", "junitparser>=3", *DASHBOARD,
+        "test": ["pytest>=7", "ruff>=0.4", "setuptools>=61", "wheel", "junitparser>=3", "pexpect>=4.8",
+                 *DASHBOARD,
                  "playwright>=1.40", *DASK, *POSTGRES],
     },
     entry_points={
@@ -52,6 +56,7 @@ setup(
             "parallelr = parallelr.cli:main",
             "ptasker = parallelr.cli:main_ptasker",
             "queuectl = parallelr.cli:main_queuectl",
+            "psr = parallelr.cli:main_psr",
         ]
     },
     classifiers=[

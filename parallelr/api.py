@@ -170,7 +170,8 @@ def execute(
     started = time.time()
     timestamp = time.strftime(settings.logging.custom_date_format, time.localtime(started))
     app_paths = AppPaths.of(config.app_name, config.home)
-    paths = _claim_run_paths(app_paths, pid, timestamp, output_log=not request.no_task_output_log)
+    paths = _claim_run_paths(app_paths, pid, timestamp, output_log=not request.no_task_output_log,
+                             results_jsonl=not request.no_results_jsonl)
     for directory in (paths.log_dir, paths.workspace):
         create_directory(directory)
     run_info = RunInfo(
@@ -254,12 +255,14 @@ class _ProcessRuns:
 _PROCESS_RUNS = _ProcessRuns()
 
 
-def _claim_run_paths(app_paths: AppPaths, pid: int, timestamp: str, output_log: bool) -> RunPaths:
-    paths = app_paths.run_paths(pid, timestamp, output_log)
+def _claim_run_paths(
+    app_paths: AppPaths, pid: int, timestamp: str, output_log: bool, results_jsonl: bool,
+) -> RunPaths:
+    paths = app_paths.run_paths(pid, timestamp, output_log, results_jsonl)
     number = 1
     while not _PROCESS_RUNS.claim(paths.main_log[: -len(".log")]):
         number += 1
-        paths = app_paths.run_paths(pid, f"{timestamp}_{number}", output_log)
+        paths = app_paths.run_paths(pid, f"{timestamp}_{number}", output_log, results_jsonl)
     return paths
 
 
@@ -269,7 +272,8 @@ def _daemon_banner(app_name: str, paths: RunPaths, pid: int, run_id: Optional[st
         f"- Main Log: {paths.main_log}\n"
         f"- Summary: {paths.summary_csv}\n"
         f"- Output: {paths.output_log or 'disabled (--no-task-output-log)'}\n"
-        f"Check it with '{app_name} --list-workers'; stop it with '{app_name} -k {pid}'.\n"
+        + (f"- Results: {paths.results_jsonl}\n" if paths.results_jsonl else "")
+        + f"Check it with '{app_name} --list-workers'; stop it with '{app_name} -k {pid}'.\n"
     )
 
 

@@ -232,6 +232,11 @@ def main_queuectl() -> int:
     return main(["queue", *sys.argv[1:]], prog="queuectl")
 
 
+def main_psr() -> int:
+    """``psr ARGS`` (the old results viewer's name) is ``parallelr results ARGS``."""
+    return main(["results", *sys.argv[1:]], prog="psr")
+
+
 def _main(argv: List[str], prog: str) -> int:
     from parallelr import runner  # imported late: --help and errors stay fast
     from parallelr.api import executor_factories

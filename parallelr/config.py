@@ -206,6 +206,9 @@ class LoggingSection:
     custom_date_format: str = setting("%d%b%y_%H%M%S", rule=FileNameTime())
     max_log_size_mb: int = setting(10, rule=Between(1))
     backup_count: int = setting(5, rule=Between(0))
+    # Seconds between the plain progress lines in the main log when there is no terminal to draw
+    # the progress line on (0: none).
+    progress_interval: float = setting(30.0, rule=Between(0, 86400))
 
 
 @attrs.frozen

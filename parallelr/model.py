@@ -149,6 +149,7 @@ class RunPaths:
     main_log: str
     summary_csv: str
     output_log: Optional[str]  # None with --no-task-output-log
+    results_jsonl: Optional[str] = None  # None with --no-results-jsonl
 
 
 @attrs.frozen

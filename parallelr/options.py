@@ -105,6 +105,8 @@ OPTIONS: Tuple[Option, ...] = (
            setting="limits.stop_limits_enabled", to_setting=_true_or_none, restored=True),
     Option("no_task_output_log", "no_task_output_log", ("--no-task-output-log",), EXECUTION,
            "do not write the task output log", {"action": "store_true"}, restored=True),
+    Option("no_results_jsonl", "no_results_jsonl", ("--no-results-jsonl",), EXECUTION,
+           "do not write the JSONL results file", {"action": "store_true"}, restored=True),
 )
 
 BY_FIELD: Dict[str, Option] = {option.field: option for option in OPTIONS}

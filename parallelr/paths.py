@@ -76,7 +76,9 @@ class AppPaths:
             state_db=str(home / "state.db"),
         )
 
-    def run_paths(self, pid: int, timestamp: str, output_log: bool = True) -> RunPaths:
+    def run_paths(
+        self, pid: int, timestamp: str, output_log: bool = True, results_jsonl: bool = True,
+    ) -> RunPaths:
         """The files of the run of process ``pid`` started at ``timestamp``."""
         stem = str(Path(self.log_dir) / f"{self.app_name}_{pid}_{timestamp}")
         return RunPaths(
@@ -87,6 +89,7 @@ class AppPaths:
             main_log=f"{stem}.log",
             summary_csv=f"{stem}_summary.csv",
             output_log=f"{stem}_output.txt" if output_log else None,
+            results_jsonl=f"{stem}_results.jsonl" if results_jsonl else None,
         )
 
 

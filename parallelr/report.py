@@ -285,6 +285,7 @@ def summary_lines(run: RunInfo, summary: RunSummary) -> List[str]:
         f"- Main Log: {paths.main_log} (rotating)",
         f"- Summary: {paths.summary_csv} (session-specific)",
         f"- Output: {output}",
+        *([f"- Results: {paths.results_jsonl}"] if paths.results_jsonl else []),
         "",
         "Process Info:",
         f"- Process ID: {run.pid}",

@@ -59,6 +59,7 @@ class RunRequest:
     daemon: bool = False
     stop_limits: bool = False
     no_task_output_log: bool = False
+    no_results_jsonl: bool = False
     plugin_options: Mapping[str, Any] = attrs.field(factory=dict, converter=_mapping)
 
     @classmethod
