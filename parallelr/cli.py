@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from parallelr import __version__
+from parallelr import __version__, console
 from parallelr.command import CommandTemplate, parse_env_names
 from parallelr.commands import Command
 from parallelr.context import Config
@@ -216,9 +216,11 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except ParallelrError as exc:
+        console.drop_status_line()  # a run's progress line its run could not end
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        console.drop_status_line()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 

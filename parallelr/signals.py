@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
+from parallelr import console
 from parallelr.scheduler import StopRequest
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -72,8 +73,9 @@ class ShutdownOnSignal(TwoStageSignals):
 
     def _say(self, text: str) -> None:
         try:
-            sys.stderr.write(f"{self.prog}: {text}\n")
-            sys.stderr.flush()
+            with console.console_write():  # on a line of its own, not after the progress line
+                sys.stderr.write(f"{self.prog}: {text}\n")
+                sys.stderr.flush()
         # a closed or broken stderr, or one this thread was writing to when the signal came
         # (a reentrant write), must not stop the shutdown
         except (OSError, ValueError, RuntimeError):

@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import Any, Optional
 
-from parallelr.console import ConsoleHandler, silence_stdout
+from parallelr.console import ConsoleHandler, console_write, silence_stdout
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult
 from parallelr.report import (
@@ -87,8 +87,9 @@ class ConsoleReporter:
         text = "\n".join(summary_lines(run, summary))
         stream: Any = sys.stdout
         try:
-            stream.write("\n" + text + "\n")
-            stream.flush()
+            with console_write():  # below a status line (the progress line), if one is still shown
+                stream.write("\n" + text + "\n")
+                stream.flush()
         except (OSError, ValueError):  # the console went away or is full; the files keep the summary
             silence_stdout(stream)
         self._lines = None
