@@ -19,8 +19,11 @@ import attrs
 import psutil
 import pytest
 
-# Fixtures of the support modules, for every test: a PostgreSQL server per session (started on
-# first use) and the store a queue test runs against, once per store kind.
+# Fixtures of the support modules, for every test: one headless Chromium and a PostgreSQL server
+# per session (started on first use; a test module importing the browser fixture itself would
+# start a second Playwright beside the first, which Playwright refuses), and the store a queue
+# test runs against, once per store kind.
+from dashboard_support import browser, page  # noqa: F401
 from pg_server import postgres_server, postgres_url  # noqa: F401
 from store_support import store_kind, store_target  # noqa: F401
 

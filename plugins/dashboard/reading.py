@@ -12,12 +12,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
+from parallelr import timeline
 from parallelr.errors import UsageError
 from parallelr.jobs.liveness import shown_state
 from parallelr.jobs.run_views import job_dict as task_dict
 from parallelr.jobs.run_views import run_counts, run_dict
 from parallelr.jobs.states import SHOWN_STATES
-from parallelr.plugins.dashboard import timeline
 from parallelr.queue import service, views
 from parallelr.queue.spec import queue_name
 from parallelr.tables import iso_time

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
+import time
 from typing import IO, Any, Dict, Iterator, List, Optional
 
 from parallelr.commands import Command
 from parallelr.errors import ParallelrError, UsageError
+from parallelr.html_report import FAILURES, Attempt, Output, RunFacts, Spool, TaskRow, render
 from parallelr.jobs.liveness import shown_state
 from parallelr.jobs.records import JobRecord, RunRecord
 from parallelr.jobs.run_views import job_dict as _job_dict
@@ -18,6 +21,7 @@ from parallelr.jobs.run_views import run_counts as _counts
 from parallelr.jobs.run_views import run_dict as _run_dict
 from parallelr.jobs.states import JOB_STATES
 from parallelr.jobs.store import JobStore
+from parallelr.paths import expand_user
 from parallelr.paths import store_location as journal_location
 from parallelr.plugins.journal.database import JournalUnavailable, open_journal, reading_journal
 from parallelr.plugins.journal.resume import LAST, ONLY_DEAD, check_not_running, is_unset
@@ -68,7 +72,10 @@ def _add_runs_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("run_id", metavar="RUN_ID|last", help="a run ID from 'runs list', or last")
     show.add_argument("--state", choices=JOB_STATES, action="append", metavar="STATE",
                       help=f"only tasks in this state ({', '.join(JOB_STATES)}); repeatable")
-    show.add_argument("--json", action="store_true", help="JSON instead of text")
+    shown_as = show.add_mutually_exclusive_group()
+    shown_as.add_argument("--json", action="store_true", help="JSON instead of text")
+    shown_as.add_argument("--html", metavar="PATH",
+                          help="write the run's HTML report to PATH instead (as --html-report would have)")
 
 
 def _runs(config: Any, out: IO[str] = sys.stdout) -> int:
@@ -113,14 +120,38 @@ def _runs_list(store: Optional[JobStore], options: Any, config: Any, out: IO[str
 
 
 def _runs_show(store: Optional[JobStore], options: Any, config: Any, out: IO[str]) -> int:
+    if options.html and options.state:
+        raise UsageError("--html reports every task of the run; it takes no --state")
     run = _find_run(store, options.run_id, config)
     assert store is not None
+    if options.html:
+        path = os.path.abspath(expand_user(options.html))
+        _write_html(store, run, path)
+        out.write(f"HTML report: {path}\n")
+        return 0
     jobs = store.iter_jobs(run.id, states=options.state)
     if options.json:
         about = {"run": _run_dict(store, run), "options": dict(run.options)}
         head = json.dumps(about, indent=2, sort_keys=True)
         _write_json_lines(out, head[:-2] + ',\n  "tasks": [', (_job_dict(job) for job in jobs), "]}")
         return 0
+    out.write("\n".join(_run_lines(store, run)) + "\n\n")
+    rows = (
+        (job.position, job.id, job.state, job.attempts, job.exit_code, shorten(job.last_error, ERROR_WIDTH),
+         job.label)
+        for job in jobs
+    )
+    count = write_table(out, ("POS", "JOB", "STATE", "ATTEMPTS", "EXIT", "LAST ERROR", "TASK"), rows)
+    if count == 0 and not run.unrecorded:
+        out.write("(no tasks)\n")
+    if run.unrecorded and not options.state:
+        first = (run.planned or 0) + 1
+        out.write(f"(tasks {first}-{first + run.unrecorded - 1}: never started, not stored one by one)\n")
+    return 0
+
+
+def _run_lines(store: JobStore, run: RunRecord) -> List[str]:
+    """The facts ``runs show`` prints above the tasks (the HTML report's summary block too)."""
     counts = _counts(store, run)
     lines = [
         f"Run ID:     {run.id}",
@@ -143,19 +174,62 @@ def _runs_show(store: Optional[JobStore], options: Any, config: Any, out: IO[str
         value = run.options[name]
         if not is_unset(value):
             lines.append(f"  {name}: {json.dumps(value) if isinstance(value, (list, dict)) else value}")
-    out.write("\n".join(lines) + "\n\n")
-    rows = (
-        (job.position, job.id, job.state, job.attempts, job.exit_code, shorten(job.last_error, ERROR_WIDTH),
-         job.label)
-        for job in jobs
-    )
-    count = write_table(out, ("POS", "JOB", "STATE", "ATTEMPTS", "EXIT", "LAST ERROR", "TASK"), rows)
-    if count == 0 and not run.unrecorded:
-        out.write("(no tasks)\n")
-    if run.unrecorded and not options.state:
-        first = (run.planned or 0) + 1
-        out.write(f"(tasks {first}-{first + run.unrecorded - 1}: never started, not stored one by one)\n")
-    return 0
+    return lines
+
+
+# What a run's page lacks when it comes from the journal: the store keeps no output, and its
+# attempts (AttemptRecord) carry no memory or CPU figures.
+JOURNAL_NOTES = (
+    "From the journal: it keeps no task output, so the failed tasks below show their error only;"
+    " memory and CPU figures are not read from it.",
+)
+
+
+def _write_html(store: JobStore, run: RunRecord, path: str) -> None:
+    """The HTML report of a recorded run, as ``--html-report`` writes it for a live one: the bars
+    from the run's attempts, the rows from its jobs (by position), each with the slot of its
+    last attempt (the one map kept in memory: a number per task)."""
+    now = time.time()
+    spool = Spool(path)
+    try:
+        slots: Dict[int, Optional[int]] = {}
+        for position, source, attempt in store.run_attempts(run.id):  # by start time: the last one wins
+            spool.add(Attempt(position=position, task=source, attempt=attempt.attempt, status=attempt.status,
+                              worker_id=attempt.worker_id, exit_code=attempt.exit_code,
+                              started_at=attempt.started_at, ended_at=attempt.ended_at))
+            slots[position] = attempt.worker_id
+        for job in store.iter_jobs(run.id):
+            spool.add(_task_row(job, slots.get(job.position or 0)))
+            if job.last_status in FAILURES and job.state.value not in ("pending", "running"):
+                spool.add(Output(position=job.position or 0, task=job.source, arguments=job.arguments,
+                                 status=job.last_status, attempts=job.attempts, exit_code=job.exit_code,
+                                 error=job.last_error or "", stdout=None, stderr=None))
+        notes = list(JOURNAL_NOTES)
+        extra: Dict[str, int] = {}
+        if run.unrecorded:
+            first = (run.planned or 0) + 1
+            notes.append(f"Tasks {first}-{first + run.unrecorded - 1} never started and are not stored one"
+                         " by one: they are counted, not listed.")
+            # as run_views.counts_of counts them: waiting while the run may go on, cancelled once it ended
+            waiting = shown_state(run) in ("running", "crashed")
+            extra["PENDING" if waiting else "CANCELLED"] = run.unrecorded
+        facts = RunFacts(
+            title=f"{run.app_name} run {run.id}", command=run.command or "", started_at=run.started_at,
+            ended_at=run.ended_at, origin=f"the journal {store.location} ({shown_state(run)})",
+            output_log=run.output_log, notes=tuple(notes), generated_at=now,
+        )
+        render(path, facts, _run_lines(store, run), spool, extra)
+    finally:
+        spool.close()
+
+
+def _task_row(job: JobRecord, slot: Optional[int]) -> TaskRow:
+    state = job.state.value
+    # a job waiting or running has not ended: its state says more than its last attempt's status
+    status = state.upper() if state in ("pending", "running") or not job.last_status else job.last_status
+    return TaskRow(position=job.position or 0, task=job.source, arguments=job.arguments, status=status,
+                   attempts=job.attempts, worker_id=slot, exit_code=job.exit_code, started_at=job.started_at,
+                   duration=job.duration, memory_mb=None, cpu_percent=None, error=job.last_error or "")
 
 
 # -- dlq ----------------------------------------------------------------------------------------

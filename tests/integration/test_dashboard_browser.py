@@ -31,9 +31,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import CliResult, ProcessJanitor, _wait_until, cli_env
-from dashboard_support import DashboardProcess, browser, page, start_dashboard  # noqa: F401
-
-FIXTURES = (page,)  # the tests take the fixture ``page`` by name: here it counts as used, for the linter
+from dashboard_support import DashboardProcess, start_dashboard
 
 QUEUECTL = (sys.executable, "-c",
             "import sys; from parallelr.cli import main_queuectl; sys.exit(main_queuectl())")

@@ -19,6 +19,7 @@ from test_jobs_sqlite import RUN_ID, make_tasks, run_info
 from test_queue_store import open_store
 from werkzeug.datastructures import MultiDict
 
+from parallelr import timeline
 from parallelr.errors import UsageError
 from parallelr.jobs.leases import Lease
 from parallelr.jobs.liveness import own_create_time, this_host
@@ -26,7 +27,7 @@ from parallelr.jobs.records import AttemptRecord, NewJob, QueueJob
 from parallelr.jobs.sqlite import SCHEMA_VERSION, SQLiteJobStore
 from parallelr.jobs.states import SHOWN_STATES
 from parallelr.model import RunSummary, Task, TaskResult, TaskStatus
-from parallelr.plugins.dashboard import actions, guard, reading, timeline
+from parallelr.plugins.dashboard import actions, guard, reading
 from parallelr.plugins.dashboard.app import Dashboard, create_app
 from parallelr.plugins.dashboard.guard import Access
 from parallelr.plugins.dashboard.stores import ChangeFeed, Stores
