@@ -19,13 +19,13 @@ from parallelr.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 _SUMMARY_SUFFIX = "_summary.csv"
-_RESULTS_SUFFIX = "_results.jsonl"
+_RESULTS_SUFFIX = "_tasks.jsonl"
 
 _file: Optional[IO[str]] = None
 
 
 def default_path(summary_csv: str) -> str:
-    """``.../parallelr_<PID>_<TIMESTAMP>_results.jsonl``: next to the run's summary CSV."""
+    """``.../parallelr_<PID>_<TIMESTAMP>_tasks.jsonl``: next to the run's summary CSV."""
     stem = summary_csv[: -len(_SUMMARY_SUFFIX)] if summary_csv.endswith(_SUMMARY_SUFFIX) else summary_csv
     return stem + _RESULTS_SUFFIX
 
@@ -57,7 +57,7 @@ def parallelr_addoption(parser: Any) -> None:
     group.add_argument(
         "--jsonl", metavar="PATH", default=None,
         help="write one JSON line per finished task to PATH "
-        "(default: <log dir>/<app>_<PID>_<TIMESTAMP>_results.jsonl, next to the summary CSV)",
+        "(default: <log dir>/<app>_<PID>_<TIMESTAMP>_tasks.jsonl, next to the summary CSV)",
     )
 
 

@@ -62,7 +62,7 @@ def parse_output_log(text: str) -> List[Dict[str, str]]:
     return parsed
 
 
-def test_a_run_writes_the_three_log_files_and_the_summary_names_them(
+def test_a_run_writes_its_log_files_and_results_and_the_summary_names_them(
     run_cli, run_files, summary, task_dir, home
 ):
     result = run_cli(["-T", str(task_dir), "-C", "bash @TASK@", "-r", "-m", "2"])
@@ -72,7 +72,7 @@ def test_a_run_writes_the_three_log_files_and_the_summary_names_them(
     log_dir = home / "parallelr" / "logs"
     stem = f"parallelr_{files.pid}_{files.timestamp}"
     assert sorted(p.name for p in log_dir.iterdir()) == sorted(
-        [f"{stem}.log", f"{stem}_summary.csv", f"{stem}_output.txt"]
+        [f"{stem}.log", f"{stem}_summary.csv", f"{stem}_output.txt", f"{stem}_results.jsonl"]
     )
     assert STEM.fullmatch(stem)
     assert summary(result.stdout, "- Main Log:") == f"{log_dir / (stem + '.log')} (rotating)"
@@ -80,7 +80,8 @@ def test_a_run_writes_the_three_log_files_and_the_summary_names_them(
     assert summary(result.stdout, "- Output:") == (
         f"{log_dir / (stem + '_output.txt')} (enabled by default, disable with --no-task-output-log)"
     )
-    for label in ("- Main Log:", "- Summary:", "- Output:"):
+    assert summary(result.stdout, "- Results:") == str(log_dir / (stem + "_results.jsonl"))
+    for label in ("- Main Log:", "- Summary:", "- Output:", "- Results:"):
         path = Path(summary(result.stdout, label).split(" (")[0])
         assert path.is_absolute() and path.is_file(), label
     assert summary(result.stdout, "- Log Dir:") == str(log_dir)

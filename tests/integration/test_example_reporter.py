@@ -106,9 +106,9 @@ def test_jsonl_written_next_to_the_summary_csv(workdir: Path, site_dir: Path) ->
     assert completed.returncode == 1, completed.stderr  # one task failed
     log_dir = workdir / "home" / "parallelr" / "logs"
     summaries = sorted(log_dir.glob("parallelr_*_summary.csv"))
-    results = sorted(log_dir.glob("*_results.jsonl"))
+    results = sorted(log_dir.glob("*_tasks.jsonl"))
     assert len(summaries) == 1 and len(results) == 1
-    assert results[0].name == summaries[0].name.replace("_summary.csv", "_results.jsonl")
+    assert results[0].name == summaries[0].name.replace("_summary.csv", "_tasks.jsonl")
     _assert_three_results(_read_jsonl(results[0]), workdir)
 
 
@@ -119,7 +119,7 @@ def test_jsonl_option_chooses_the_path(workdir: Path, site_dir: Path) -> None:
 
     assert completed.returncode == 1, completed.stderr
     _assert_three_results(_read_jsonl(chosen), workdir)
-    assert list((workdir / "home" / "parallelr" / "logs").glob("*_results.jsonl")) == []
+    assert list((workdir / "home" / "parallelr" / "logs").glob("*_tasks.jsonl")) == []
 
 
 def test_version_lists_the_jsonl_plugin(workdir: Path, site_dir: Path) -> None:
@@ -136,7 +136,7 @@ def test_blocked_plugin_writes_nothing(workdir: Path, site_dir: Path) -> None:
     assert completed.returncode == 1, completed.stderr
     log_dir = workdir / "home" / "parallelr" / "logs"
     assert len(list(log_dir.glob("parallelr_*_summary.csv"))) == 1  # the run did happen
-    assert list(log_dir.glob("*.jsonl")) == []
+    assert list(log_dir.glob("*_tasks.jsonl")) == []  # (the built-in ..._results.jsonl is not its)
 
 
 def test_blocked_plugin_has_no_jsonl_option(workdir: Path, site_dir: Path) -> None:

@@ -106,8 +106,11 @@ def test_a_full_disk_at_the_start_is_one_error_line(run_cli, tiny_logs: Path, tm
 
     result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r"])
 
-    assert assert_one_write_error(result, tiny_logs, "CSV summary") == "CSV summary"
-    assert assert_whole_rows(tiny_logs) == []  # not even half a header
+    # the first file a run writes to at its start: the JSONL results' session line
+    assert assert_one_write_error(result, tiny_logs, "CSV summary|JSONL results") == "JSONL results"
+    (results,) = tiny_logs.glob("*_results.jsonl")
+    assert results.read_bytes() == b""  # not even half a session line
+    assert list(tiny_logs.glob("*_summary.csv")) == []  # the run stopped before it was opened
 
 
 # Each task writes 1000 characters to stdout and to stderr (the captured tail): ~2.2 KB of output
@@ -125,7 +128,7 @@ def test_a_disk_that_fills_mid_run_is_one_error_line_and_whole_rows(
 
     result = run_cli(["-T", str(tasks), "-C", "bash @TASK@", "-r", "-m", "2", *extra])
 
-    what = assert_one_write_error(result, tiny_logs, "CSV summary|main log|output log")
+    what = assert_one_write_error(result, tiny_logs, "CSV summary|main log|output log|JSONL results")
     if output_log:
         assert what == "output log"
     rows = assert_whole_rows(tiny_logs)

@@ -53,7 +53,7 @@ def test_ptasker_runs_tasker_with_an_auto_project_id(run_cli, run_files, tasker,
     # ptasker keeps its files under ~/ptasker, named ptasker_*
     logs = home / "ptasker" / "logs"
     written = sorted(path.name for path in logs.iterdir())
-    assert len(written) == 3 and all(STEM.match(name) for name in written), written
+    assert len(written) == 4 and all(STEM.match(name) for name in written), written
     assert not (home / "parallelr").exists()
     files = run_files("ptasker")
     commands = sorted(row["command"] for row in files.rows)
@@ -123,5 +123,5 @@ def test_parallelr_preset_ptasker_is_equivalent(run_cli, tasker, cases, home):
     assert len(preset_calls) == 3
     assert preset_calls == tasker_argvs(tasker)
     logs = sorted(path.name for path in (home / "ptasker" / "logs").iterdir())
-    assert len(logs) == 6 and all(name.startswith("ptasker_") for name in logs), logs
+    assert len(logs) == 8 and all(name.startswith("ptasker_") for name in logs), logs
     assert not (home / "parallelr").exists()
