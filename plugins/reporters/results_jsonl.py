@@ -1,5 +1,5 @@
 """JSONL results reporter: ``{log_dir}/{app}_{PID}_{TIMESTAMP}_results.jsonl`` for every real run
-(``--no-results-jsonl`` turns it off), in the format of /work/shared/spec/results-jsonl.md: a
+(``--no-results-jsonl`` turns it off), in the format of the 1.0.x releases (docs/reports.md): a
 session line first, then one line per finished task, each written and flushed as the task ends.
 
 Also the ``results`` command (``parallelr results FILE``, ``psr FILE``) that reads such a file, or
