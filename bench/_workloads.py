@@ -74,6 +74,8 @@ class Setup:
     files_dir: str
     measure_script: str
     reps: int = 1  # repetitions of the run (workload q spreads its latency samples over them)
+    # --executors: a and b also run parallelr with each of these, side by side with the default
+    executors: Tuple[str, ...] = ()
 
     def lines_file(self, name: str, lines: Sequence[str]) -> str:
         path = os.path.join(self.files_dir, name)
@@ -116,6 +118,32 @@ class Setup:
         return [Variant(key=key, label=label, argv=argv, stdin_path=args_file)]
 
 
+# The targets of issue 15 (one event loop supervising every task).
+OVERHEAD_TARGET = 1.25  # a: parallelr / xargs
+REFILL_TARGET = 1.05  # b: parallelr / xargs
+SCALE_TARGET = 11  # c: time(100k) / time(10k)
+SCALE_RSS_MB = 60  # c: the runner's peak RSS
+
+
+def _with_executors(
+    setup: Setup, label: str, args_file: str, command: str, workers: int
+) -> List[Variant]:
+    """The same parallelr command once per ``--executors`` name, keys ``parallelr-NAME``."""
+    return [
+        setup.parallelr(
+            f"parallelr-{name}", f"{label} --executor {name}", args_file, command, workers, "--executor", name
+        )
+        for name in setup.executors
+    ]
+
+
+def _parallelr_keys(setup: Setup) -> List[Tuple[str, str]]:
+    """(variant key, name in the figures) of the default parallelr and of each --executors run."""
+    return [("parallelr", "parallelr")] + [
+        (f"parallelr-{name}", f"parallelr --executor {name}") for name in setup.executors
+    ]
+
+
 def _ratio(stats: Mapping[str, Stats], top: str, bottom: str) -> Optional[float]:
     if top not in stats or bottom not in stats:
         return None
@@ -145,6 +173,7 @@ def overhead(setup: Setup) -> Workload:
     numbers = setup.numbers_file(tasks)
     variants = (
         setup.parallelr("parallelr", f"parallelr -m 8 ({tasks} x true)", numbers, "true @ARG@", 8),
+        *_with_executors(setup, f"parallelr -m 8 ({tasks} x true)", numbers, "true @ARG@", 8),
         *setup.xargs("xargs", numbers, 8, "true"),
         *setup.gnu_parallel("parallel", numbers, 8, "true"),
         # One task: start-up and shutdown alone, so the per-task cost can be told from the fixed cost.
@@ -152,9 +181,11 @@ def overhead(setup: Setup) -> Workload:
     )
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
-        figures = [at_most("parallelr / xargs", _ratio(stats, "parallelr", "xargs"), 1.5)]
-        if "parallel" in stats:
-            figures.append(Figure("parallelr / GNU parallel", _ratio(stats, "parallelr", "parallel")))
+        figures = []
+        for key, name in _parallelr_keys(setup):
+            figures.append(at_most(f"{name} / xargs", _ratio(stats, key, "xargs"), OVERHEAD_TARGET))
+            if "parallel" in stats:
+                figures.append(at_least(f"GNU parallel / {name}", _ratio(stats, "parallel", key), 3))
         many, one = stats["parallelr"].wall_s, stats["parallelr-one"].wall_s
         per_task = None if many is None or one is None else (many - one) / (tasks - 1) * 1000
         figures.append(Figure("parallelr wall per task beyond the 1-task run", per_task, "ms"))
@@ -182,19 +213,22 @@ def refill(setup: Setup) -> Workload:
     label = f"parallelr -m {workers} ({sizes.refill_tasks} x sleep {sizes.refill_sleep:g})"
     variants = (
         setup.parallelr("parallelr", label, sleeps, "sleep @ARG@", workers),
+        *_with_executors(setup, label, sleeps, "sleep @ARG@", workers),
         *setup.xargs("xargs", sleeps, workers, "sleep"),
         *setup.gnu_parallel("parallel", sleeps, workers, "sleep"),
     )
     ideal = sizes.refill_ideal_s
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
-        wall = stats["parallelr"].wall_s
-        figures = [
-            Figure(f"parallelr / ideal makespan ({ideal:g} s)", None if wall is None else wall / ideal),
-            at_most("parallelr / xargs", _ratio(stats, "parallelr", "xargs"), 1.10),
-        ]
-        if "parallel" in stats:
-            figures.append(Figure("parallelr / GNU parallel", _ratio(stats, "parallelr", "parallel")))
+        figures = []
+        for key, name in _parallelr_keys(setup):
+            wall = stats[key].wall_s
+            figures += [
+                Figure(f"{name} / ideal makespan ({ideal:g} s)", None if wall is None else wall / ideal),
+                at_most(f"{name} / xargs", _ratio(stats, key, "xargs"), REFILL_TARGET),
+            ]
+            if "parallel" in stats:
+                figures.append(Figure(f"{name} / GNU parallel", _ratio(stats, key, "parallel")))
         return figures
 
     params = {
@@ -209,28 +243,38 @@ def refill(setup: Setup) -> Workload:
 def scale(setup: Setup) -> Workload:
     small, large = setup.sizes.scale_tasks
     small_file, large_file = setup.numbers_file(small), setup.numbers_file(large)
-    variants = (
-        setup.parallelr(
-            "parallelr-small", f"parallelr -m 8 ({small} x true)", small_file, "true @ARG@", 8, measured=True
-        ),
-        setup.parallelr(
-            "parallelr-large", f"parallelr -m 8 ({large} x true)", large_file, "true @ARG@", 8, measured=True
-        ),
-        *setup.xargs("xargs-large", large_file, 8, "true"),
-    )
+    variants: List[Variant] = []
+    for suffix, flags in _executor_flags(setup):
+        for size, path, key in ((small, small_file, "small"), (large, large_file, "large")):
+            label = f"parallelr -m 8 ({size} x true){' ' if flags else ''}{' '.join(flags)}"
+            key = f"parallelr-{key}{suffix}"
+            variants.append(setup.parallelr(key, label, path, "true @ARG@", 8, *flags, measured=True))
+    variants += setup.xargs("xargs-large", large_file, 8, "true")
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
-        rss = _max_present(stats["parallelr-small"].maxrss_mb, stats["parallelr-large"].maxrss_mb)
-        cpu = stats["parallelr-large"].cpu_s
-        return [
-            at_most(f"time {large} / time {small}", _ratio(stats, "parallelr-large", "parallelr-small"), 12),
-            below("runner peak RSS", rss, 150, MB),
-            Figure(f"parallelr / xargs at {large}", _ratio(stats, "parallelr-large", "xargs-large")),
-            Figure("runner CPU per task", None if cpu is None else cpu / large * 1000, "ms"),
-        ]
+        figures = []
+        for suffix, flags in _executor_flags(setup):
+            name = f" ({' '.join(flags)})" if flags else ""
+            small_key, large_key = f"parallelr-small{suffix}", f"parallelr-large{suffix}"
+            rss = _max_present(stats[small_key].maxrss_mb, stats[large_key].maxrss_mb)
+            cpu = stats[large_key].cpu_s
+            figures += [
+                at_most(
+                    f"time {large} / time {small}{name}", _ratio(stats, large_key, small_key), SCALE_TARGET
+                ),
+                below(f"runner peak RSS{name}", rss, SCALE_RSS_MB, MB),
+                Figure(f"parallelr / xargs at {large}{name}", _ratio(stats, large_key, "xargs-large")),
+                Figure(f"runner CPU per task{name}", None if cpu is None else cpu / large * 1000, "ms"),
+            ]
+        return figures
 
     notes = ("GNU parallel is left out here: at several ms per task it would dominate the run time",)
-    return Workload("c", "scale", {"tasks": [small, large], "workers": 8}, variants, judge, notes)
+    return Workload("c", "scale", {"tasks": [small, large], "workers": 8}, tuple(variants), judge, notes)
+
+
+def _executor_flags(setup: Setup) -> List[Tuple[str, Tuple[str, ...]]]:
+    """(key suffix, extra flags) of the default run and of each --executors run."""
+    return [("", ())] + [(f"-{name}", ("--executor", name)) for name in setup.executors]
 
 
 def _max_present(*values: Optional[float]) -> Optional[float]:
@@ -241,11 +285,25 @@ def _max_present(*values: Optional[float]) -> Optional[float]:
 def flood(setup: Setup) -> Workload:
     size = setup.sizes.flood_bytes
     size_file = setup.lines_file(f"flood-{size}.txt", [str(size)])
-    label = f"parallelr: 1 task printing {size / 1e6:g} MB"
-    variants = (setup.parallelr("parallelr", label, size_file, "head -c @ARG@ /dev/zero", 1, measured=True),)
+    variants = tuple(
+        setup.parallelr(
+            f"parallelr{suffix}",
+            f"parallelr: 1 task printing {size / 1e6:g} MB{' ' if flags else ''}{' '.join(flags)}",
+            size_file,
+            "head -c @ARG@ /dev/zero",
+            1,
+            *flags,
+            measured=True,
+        )
+        for suffix, flags in _executor_flags(setup)
+    )
 
     def judge(stats: Mapping[str, Stats]) -> List[Figure]:
-        return [below("runner peak RSS", stats["parallelr"].maxrss_mb, 100, MB)]
+        return [
+            below(f"runner peak RSS{' (' + ' '.join(flags) + ')' if flags else ''}",
+                  stats[f"parallelr{suffix}"].maxrss_mb, 100, MB)
+            for suffix, flags in _executor_flags(setup)
+        ]
 
     return Workload("d", "flood", {"bytes": size}, variants, judge)
 

@@ -62,7 +62,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="folder for the JSON")
     parser.add_argument("--profile", action="store_true", help="profile workload a with py-spy and exit")
+    parser.add_argument(
+        "--executors",
+        default="",
+        help="comma-separated executors that workloads a-d also run (--executor NAME), side by side "
+        "with the default one, e.g. --executors eventloop",
+    )
     options = parser.parse_args(argv)
+    options.executors = tuple(name.strip() for name in options.executors.split(",") if name.strip())
     options.reps = options.reps if options.reps is not None else (1 if options.quick else DEFAULT_REPS)
     if options.reps < 1:
         parser.error("--reps must be at least 1")
@@ -170,7 +177,12 @@ def report_json(
         "schema": SCHEMA_VERSION,
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "settings": {"quick": options.quick, "reps": options.reps, "only": options.only},
+        "settings": {
+            "quick": options.quick,
+            "reps": options.reps,
+            "only": options.only,
+            "executors": list(options.executors),
+        },
         "machine": {**machine, "loadavg_at_end": list(os.getloadavg())},
         "tools": tools.versions,
         "notes": list(notes),
@@ -239,6 +251,7 @@ def _run(options: argparse.Namespace, started: datetime.datetime, scratch: str) 
         files_dir=files,
         measure_script=os.path.join(BENCH_DIR, "_measure.py"),
         reps=options.reps,
+        executors=options.executors,
     )
     if options.profile:
         os.makedirs(options.out, exist_ok=True)
