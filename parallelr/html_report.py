@@ -35,6 +35,7 @@ import tempfile
 import time
 from typing import (
     IO,
+    TYPE_CHECKING,
     Any,
     Dict,
     Iterable,
@@ -50,7 +51,6 @@ from typing import (
 )
 
 import attrs
-import jinja2
 
 from parallelr import __version__
 from parallelr.report import escape_controls, iso_seconds, write_error
@@ -403,6 +403,9 @@ def _outputs(spool: Spool) -> Iterator[Output]:
         yield Output(*line)
 
 
+if TYPE_CHECKING:
+    import jinja2
+
 _ENVIRONMENT: Optional[jinja2.Environment] = None
 
 
@@ -411,6 +414,8 @@ def environment() -> jinja2.Environment:
     autoescaping on, an undefined name an error, ``tojson`` compact and UTF-8."""
     global _ENVIRONMENT
     if _ENVIRONMENT is None:
+        import jinja2  # here, not at the top: every run loads this module, few write a report
+
         made = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined,
             trim_blocks=True, lstrip_blocks=True,

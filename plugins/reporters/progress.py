@@ -34,7 +34,6 @@ import time
 from typing import Any, Callable, Iterable, Optional
 
 import attrs
-from tqdm import tqdm
 
 from parallelr import console
 from parallelr.hookspecs import hookimpl
@@ -152,6 +151,8 @@ def log_line(progress: Progress) -> str:
 
 def bar_text(progress: Progress, width: Optional[int], ascii: bool = False) -> str:
     """The line on the terminal, at most ``width`` columns (None: not trimmed, a 10-column bar)."""
+    from tqdm import tqdm  # here: a run without a terminal line never needs it
+
     total = progress.total if progress.total else None
     return tqdm.format_meter(
         progress.done if total is None else min(progress.done, total),
