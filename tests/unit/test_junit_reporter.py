@@ -8,12 +8,16 @@ from parallelr.model import Task, TaskResult, TaskStatus
 from parallelr.plugins.reporters.junit import case_element, xml_attribute, xml_text
 
 ODD = "nul\x00 esc\x1b[0m bell\x07 surrogate\udcff nonchar\ufffe tab\t cr\r lf\n astral\U0001F600 <&>\""
+# ODD as an XML parser reads it back: what XML cannot hold is U+FFFD, the rest is itself
+ODD_AS_XML = ("nul\ufffd esc\ufffd[0m bell\ufffd surrogate\ufffd nonchar\ufffd tab\t cr\r lf\n"
+              " astral\U0001F600 <&>\"")
 
 
 def test_text_and_attributes_hold_only_xml_characters() -> None:
     assert xml_text(ODD) == ("nul\ufffd esc\ufffd[0m bell\ufffd surrogate\ufffd nonchar\ufffd tab\t cr\r lf\n"
                              " astral\U0001F600 &lt;&amp;&gt;\"")
-    assert xml_attribute('a "b" <c>\n') == '\'a "b" &lt;c&gt;&#10;\''
+    assert xml_attribute('a "b" <c>\n') == '"a &quot;b&quot; &lt;c&gt;&#10;"'
+    assert ElementTree.fromstring(f"<x v={xml_attribute(ODD)}/>").get("v") == ODD_AS_XML
     assert xml_text(None) == ""
 
 
