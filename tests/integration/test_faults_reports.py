@@ -13,7 +13,6 @@ import io
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any, Iterator, List
 
 import pytest
 from conftest import CONSOLE_LINE, CliResult
+from disk_support import tmpfs
 
 SEPARATOR = "=" * 80
 COLUMNS = 12
@@ -31,25 +31,10 @@ COLUMNS = 12
 # -- a full disk ---------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 @pytest.fixture
 def tiny_logs(home: Path, tmp_path: Path) -> Iterator[Path]:
     """``~/parallelr/logs`` is a 64 KiB tmpfs; the rest of HOME (journal, PID file) is not."""
-    with _tmpfs(tmp_path / "tiny", "64k") as mount:
+    with tmpfs(tmp_path / "tiny", "64k") as mount:
         (home / "parallelr").mkdir()
         (home / "parallelr" / "logs").symlink_to(mount)
         yield mount

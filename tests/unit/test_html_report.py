@@ -7,20 +7,18 @@ the rename; failed writes (a directory in the way, a missing directory, a full d
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import html.parser
 import json
 import os
 import re
-import shutil
-import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 import pytest
+from disk_support import tmpfs
 from test_jobs_sqlite import run_info
 
 from parallelr import html_report, timeline
@@ -405,21 +403,6 @@ def test_a_missing_directory_names_the_report(tmp_path: Path) -> None:
     with pytest.raises(WriteError) as caught:
         write_report(str(target), facts(), [], [])
     assert str(caught.value) == f"cannot write the HTML report {target}: No such file or directory"
-
-
-@contextlib.contextmanager
-def tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
-    mount_point.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 # The items below spool to about 600 KB and make a page of about 900 KB: a 256 KB disk fills while
