@@ -9,17 +9,16 @@ one-line errors (a missing directory, a directory in the way, an unknown run, a 
 
 from __future__ import annotations
 
-import html.parser
-import json
 import os
 import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 import pytest
+from html_support import Page
 
 XSS_NAME = "<img src=x onerror=alert(1)>.sh"
 XSS_OUTPUT = "<script>alert(2)</script>"
@@ -30,52 +29,6 @@ EXPECTED = {
     "bad.sh": ("FAILED", 2), "ansi.sh": ("FAILED", 2), "huge.sh": ("FAILED", 2), XSS_NAME: ("FAILED", 2),
     "slow.sh": ("TIMEOUT", 2),
 }
-
-
-class Page(html.parser.HTMLParser):
-    """The start tags and their attributes, the text of some elements by ``tag.class`` or ``#id``."""
-
-    KEPT = ("pre", "li", "script", "details", "summary", "title", "p")
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: List[Tuple[str, Dict[str, Optional[str]]]] = []
-        self.texts: Dict[str, List[str]] = {}
-        self._open: List[Tuple[str, List[str], List[str]]] = []
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: List[Tuple[str, Optional[str]]]) -> None:
-        attributes = dict(attrs)
-        self.tags.append((tag, attributes))
-        if tag in self.KEPT:
-            keys = [f"{tag}.{attributes.get('class') or ''}".rstrip(".")]
-            if attributes.get("id"):
-                keys.append(f"#{attributes['id']}")
-            self._open.append((tag, keys, []))
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._open and self._open[-1][0] == tag:
-            _tag, keys, parts = self._open.pop()
-            text = "".join(parts)
-            if tag == "pre" and text.startswith("\n"):
-                text = text[1:]  # as HTML reads it
-            for key in keys:
-                self.texts.setdefault(key, []).append(text)
-            if self._open:
-                self._open[-1][2].append(text)
-
-    def handle_data(self, data: str) -> None:
-        if self._open:
-            self._open[-1][2].append(data)
-
-    def rows(self) -> List[List[Any]]:
-        (block,) = self.texts["#task-data"]
-        return [row for chunk in json.loads(block)["chunks"] for row in chunk]
-
-    def counts(self) -> List[str]:
-        return [" ".join(text.split()) for key, texts in self.texts.items() if key.startswith("li.count")
-                for text in texts]
 
 
 def read_page(path: Path) -> Tuple[str, Page]:

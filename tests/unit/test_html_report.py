@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html.parser
-import json
 import os
 import re
 import xml.etree.ElementTree as ElementTree
@@ -19,6 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import attrs
 import pytest
 from disk_support import tmpfs
+from html_support import Page
 from test_jobs_sqlite import run_info
 
 from parallelr import html_report, timeline
@@ -32,49 +31,6 @@ T = 1_800_000_000.0
 HOSTILE = "<script>alert(1)</script> </script><!-- \"quoted\" 'single' & <img src=x onerror=alert(2)>"
 CONTROLS = "red \x1b[31mcolour\x1b[0m nul\x00 bell\x07 cr\r del\x7f c1\x85 sep\u2028 lone\udcff"
 CLEANED = "red \\x1b[31mcolour\\x1b[0m nul\\x00 bell\\x07 cr\\r del\\x7f c1\\x85 sep\\u2028 lone\\udcff"
-
-
-class Page(html.parser.HTMLParser):
-    """Every start tag with its attributes, the text of the elements that matter, the script blocks."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: List[Tuple[str, Dict[str, Optional[str]]]] = []
-        self.scripts: List[Tuple[Dict[str, Optional[str]], str]] = []
-        self._open: List[Tuple[str, Dict[str, Optional[str]], List[str]]] = []
-        self.texts: Dict[str, List[str]] = {}
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag: str, attrs: List[Tuple[str, Optional[str]]]) -> None:
-        attributes = dict(attrs)
-        self.tags.append((tag, attributes))
-        if tag in ("script", "pre", "title", "h1", "summary", "li", "code", "figcaption", "p"):
-            self._open.append((tag, attributes, []))
-
-    def handle_endtag(self, tag: str) -> None:
-        if self._open and self._open[-1][0] == tag:
-            name, attributes, parts = self._open.pop()
-            text = "".join(parts)
-            if name == "script":
-                self.scripts.append((attributes, text))
-            if name == "pre" and text.startswith("\n"):  # as HTML reads it: a newline after <pre> is dropped
-                text = text[1:]
-            key = f"{name}.{attributes.get('class') or ''}".rstrip(".")
-            self.texts.setdefault(key, []).append(text)
-            if self._open:
-                self._open[-1][2].append(text)
-
-    def handle_data(self, data: str) -> None:
-        if self._open:
-            self._open[-1][2].append(data)
-
-    def data(self) -> Dict[str, Any]:
-        (block,) = [text for attributes, text in self.scripts if attributes.get("id") == "task-data"]
-        return json.loads(block)
-
-    def rows(self) -> List[List[Any]]:
-        return [row for chunk in self.data()["chunks"] for row in chunk]
 
 
 def facts(**changes: Any) -> RunFacts:
