@@ -67,6 +67,12 @@ class CancelToken:
         its own without touching this one. A child of a cancelled token is cancelled at birth."""
         return CancelToken.linked(self)
 
+    def for_task(self, cancel: Optional[CancelToken] = None) -> CancelToken:
+        """The token of one task run by an executor that owns this token: a child of it, also
+        linked to ``cancel`` (the caller's token for that task) when given, so that either the
+        caller or the executor's shutdown stops the task."""
+        return self.child() if cancel is None else CancelToken.linked(cancel, self)
+
     @classmethod
     def linked(cls, *parents: CancelToken) -> CancelToken:
         """A token that is cancelled (killed) whenever any of ``parents`` is, or on its own.

@@ -17,6 +17,10 @@ import attrs
 from parallelr.cancel import CancelToken
 from parallelr.model import ExecutionLimits, Task
 
+# The reason of a task an executor's shutdown stopped, or never started because of it: the same
+# words in every executor's results (the CSV's error_message) and in the scheduler's.
+SHUTDOWN_REASON = "Cancelled by shutdown"
+
 
 @attrs.frozen
 class ExecutorContext:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 import attrs
 
 from parallelr.errors import ParallelrError, WriteError
+from parallelr.executor import SHUTDOWN_REASON
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult, TaskStatus
 from parallelr.report import escape_line
 
@@ -378,7 +379,7 @@ class Scheduler:
             if self.stop_request.reason is not None and pending and not self._running_cancelled:
                 self._running_cancelled = True
                 if self._run_token is not None:
-                    self._run_token.cancel(_SHUTDOWN_REASON)
+                    self._run_token.cancel(SHUTDOWN_REASON)
                 self.executor.shutdown(cancel=True)
                 done += self._completed(0.0)
             for future in done:
@@ -492,7 +493,6 @@ class EachCaller:
         return first
 
 
-_SHUTDOWN_REASON = "Cancelled by shutdown"
 _WAKE: Any = concurrent.futures.Future()  # put into the completion queue by Scheduler.wake
 
 

@@ -39,7 +39,7 @@ from distributed.scheduler import KilledWorker
 
 from parallelr.cancel import CancelToken
 from parallelr.errors import ConfigError, ParallelrError
-from parallelr.executor import ExecutorContext
+from parallelr.executor import SHUTDOWN_REASON, ExecutorContext
 from parallelr.model import Task, TaskResult, TaskStatus
 from parallelr.plugins.executors.dask import OPTION, DaskSection, check_address
 from parallelr.plugins.executors.dask_cluster import Cluster
@@ -48,7 +48,6 @@ from parallelr.process import internal_error
 
 log = logging.getLogger("parallelr")
 
-SHUTDOWN_REASON = "Cancelled by shutdown"
 NOT_STARTED_REASON = "Cancelled before it started"  # what the scheduler records for a queued task
 # After a cancel, how long beyond the kill grace a worker may take to report its stopped tasks
 # before the executor gives up on it (a worker that died meanwhile never reports).

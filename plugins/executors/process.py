@@ -63,12 +63,11 @@ import attrs
 
 from parallelr import process as task_process
 from parallelr.cancel import CancelToken
-from parallelr.executor import ExecutorContext
+from parallelr.executor import SHUTDOWN_REASON, ExecutorContext
 from parallelr.futures import ResultFuture
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RUN_ID_VARIABLE, ExecutionLimits, Task, TaskResult, TaskStatus
 
-SHUTDOWN_REASON = "Cancelled by shutdown"
 TERMINATED_REASON = "Cancelled: worker process received SIGTERM"
 # What a worker calls a cancel asked for one task; the runner replaces it with the caller's
 # reason, which cannot cross into the worker.

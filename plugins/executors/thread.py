@@ -22,11 +22,9 @@ from typing import List, Optional, Tuple
 
 from parallelr import process
 from parallelr.cancel import CancelToken
-from parallelr.executor import ExecutorContext
+from parallelr.executor import SHUTDOWN_REASON, ExecutorContext
 from parallelr.hookspecs import hookimpl
 from parallelr.model import Task, TaskResult
-
-SHUTDOWN_REASON = "Cancelled by shutdown"
 
 _Item = Optional[Tuple[Task, int, concurrent.futures.Future, CancelToken]]  # None: a thread stops
 
@@ -56,7 +54,7 @@ class ThreadExecutor:
         """A future of the task's TaskResult; it never raises (a bug becomes an ERROR result).
         Cancelling ``cancel`` stops this task only; the executor's shutdown stops it too."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        token = self.token.child() if cancel is None else CancelToken.linked(cancel, self.token)
+        token = self.token.for_task(cancel)
         with self._lock:
             if self._closed:
                 future.set_result(TaskResult.cancelled(task, SHUTDOWN_REASON, worker_id))

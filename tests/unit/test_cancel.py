@@ -326,3 +326,18 @@ def test_two_process_executors_signal_only_their_own_workers(tmp_path: Path, pid
     assert (spared.result(timeout=15).status, spared.result().error_message) == (
         TaskStatus.CANCELLED, "Cancelled by shutdown"
     )
+
+
+def test_a_tasks_token_stops_with_its_executor_or_its_caller_and_stops_neither() -> None:
+    owner, caller = CancelToken(), CancelToken()
+    alone, with_caller, other = owner.for_task(), owner.for_task(caller), owner.for_task(CancelToken())
+
+    caller.cancel("by the caller")
+    assert (alone.cancelled, with_caller.reason, other.cancelled, owner.cancelled) == (
+        False, "by the caller", False, False)
+
+    with_caller.cancel("by itself")  # stopping one task stops no one else
+    owner.kill("Cancelled by shutdown")
+    stopped = "Cancelled by shutdown"
+    assert (alone.reason, alone.killed, other.reason) == (stopped, True, stopped)
+    assert with_caller.reason == "by the caller"  # the first reason stays
