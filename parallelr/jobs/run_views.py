@@ -18,6 +18,12 @@ def stored_counts(run: RunRecord, counts: Dict[str, int]) -> Tuple[int, int]:
     return max(stored + unrecorded, run.task_count or 0), unrecorded
 
 
+def unstored_are_waiting(run: RunRecord) -> bool:
+    """Whether the tasks of ``run`` that have no job still wait (the run runs, or it crashed and
+    may be resumed) rather than count as cancelled (it ended)."""
+    return shown_state(run) in ("running", "crashed")
+
+
 def run_counts(store: Any, run: RunRecord) -> Dict[str, int]:
     """The run's tasks by how they stand (see :func:`counts_of`)."""
     return counts_of(run, store.job_counts(run.id))
@@ -28,7 +34,7 @@ def counts_of(run: RunRecord, counts: Dict[str, int]) -> Dict[str, int]:
     that have no job never started (the run ended before storing them): pending while the run
     runs or after it crashed, cancelled once it ended."""
     tasks, unrecorded = stored_counts(run, counts)
-    waiting = shown_state(run) in ("running", "crashed")
+    waiting = unstored_are_waiting(run)
     return {
         "tasks": tasks,
         "succeeded": counts.get("succeeded", 0),

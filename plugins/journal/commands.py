@@ -19,6 +19,7 @@ from parallelr.jobs.records import JobRecord, RunRecord
 from parallelr.jobs.run_views import job_dict as _job_dict
 from parallelr.jobs.run_views import run_counts as _counts
 from parallelr.jobs.run_views import run_dict as _run_dict
+from parallelr.jobs.run_views import unstored_are_waiting
 from parallelr.jobs.states import JOB_STATES
 from parallelr.jobs.store import JobStore
 from parallelr.paths import expand_user
@@ -210,9 +211,7 @@ def _write_html(store: JobStore, run: RunRecord, path: str) -> None:
             first = (run.planned or 0) + 1
             notes.append(f"Tasks {first}-{first + run.unrecorded - 1} never started and are not stored one"
                          " by one: they are counted, not listed.")
-            # as run_views.counts_of counts them: waiting while the run may go on, cancelled once it ended
-            waiting = shown_state(run) in ("running", "crashed")
-            extra["PENDING" if waiting else "CANCELLED"] = run.unrecorded
+            extra["PENDING" if unstored_are_waiting(run) else "CANCELLED"] = run.unrecorded
         facts = RunFacts(
             title=f"{run.app_name} run {run.id}", command=run.command or "", started_at=run.started_at,
             ended_at=run.ended_at, origin=f"the journal {store.location} ({shown_state(run)})",
