@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import os
 import threading
-from typing import Callable, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Iterator, List, Optional, Set, Tuple, Union
 
 DEFAULT_REASON = "cancelled"
 
@@ -50,10 +50,11 @@ class CancelToken:
     be called any number of times, from any thread; the first reason given stays.
     """
 
-    __slots__ = ("_killed", "_listeners", "_order", "_parents", "_reason")
+    __slots__ = ("_killed", "_lineage_cache", "_listeners", "_order", "_parents", "_reason")
 
     def __init__(self) -> None:
         self._parents: Tuple[CancelToken, ...] = ()
+        self._lineage_cache: Optional[Tuple[CancelToken, ...]] = None  # see _lineage()
         self._reason: Optional[str] = None
         self._order = 0  # when it was cancelled (a global sequence number): the first one wins
         self._killed = False
@@ -130,8 +131,15 @@ class CancelToken:
                 first = token
         return None if first is None else first._reason
 
-    def _lineage(self) -> Iterator[CancelToken]:
-        """This token and every ancestor, each once."""
+    def _lineage(self) -> Tuple[CancelToken, ...]:
+        """This token and every ancestor, each once. A token's parents are fixed when it is made,
+        so the tuple is worked out once: a task's token is asked several times per task."""
+        lineage = self._lineage_cache
+        if lineage is None:
+            lineage = self._lineage_cache = tuple(self._walk_lineage())
+        return lineage
+
+    def _walk_lineage(self) -> Iterator[CancelToken]:
         token = self
         while len(token._parents) == 1:  # the common case, a chain of children: no set needed
             yield token
@@ -160,7 +168,7 @@ class CancelToken:
         must be quick, take no lock that is not reentrant, and not raise. It is not called for a
         cancellation that happened before it subscribed: check :attr:`cancelled` after
         subscribing."""
-        tokens = list(self._lineage())
+        tokens = self._lineage()
         for token in tokens:
             token._listeners.append(listener)
 
@@ -175,6 +183,11 @@ class CancelToken:
         """A descriptor to wait on: readable once this token or an ancestor is cancelled or
         killed (at once when it already is). Close it when the waiting is over."""
         return TokenWatch(self)
+
+    def listen(self, listener: Listener) -> TokenListener:
+        """A watch without a descriptor: ``listener()`` is called as :meth:`subscribe` calls it,
+        and at once when the token is cancelled already. Close it when the waiting is over."""
+        return TokenListener(self, listener)
 
     def __repr__(self) -> str:
         state = "killed" if self.killed else "cancelled" if self.cancelled else "active"
@@ -225,6 +238,31 @@ class TokenWatch:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class TokenListener:
+    """A :class:`TokenWatch` for a driver that has a wake-up of its own: no pipe (``fd`` is -1),
+    its listener is called instead (in the cancelling thread, possibly a signal handler)."""
+
+    __slots__ = ("_unsubscribe", "fd", "token")
+
+    def __init__(self, token: CancelToken, listener: Listener) -> None:
+        self.token = token
+        self.fd = -1
+        self._unsubscribe = token.subscribe(listener)
+        # Subscribed first, checked second: a cancel in between is seen by one or the other.
+        if token.cancelled:
+            listener()
+
+    def drain(self) -> None:
+        """Nothing to empty."""
+
+    def close(self) -> None:
+        """Stop listening; safe to call twice."""
+        self._unsubscribe()
+
+
+Watch = Union[TokenWatch, TokenListener]
 
 
 def _nonblocking_pipe() -> Tuple[int, int]:

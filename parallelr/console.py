@@ -133,24 +133,40 @@ class ConsoleHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter(fmt))
 
     def emit(self, record: logging.LogRecord) -> None:
-        line = _status_line
-        if line is None:  # the usual case: no status line, nothing else to do
+        if _status_line is None:  # the usual case: no status line, nothing else to do
             super().emit(record)
             return
-        # One write for the erase, the line and the redraw: as many system calls as without a
-        # status line, whether the stream is line-buffered (a terminal) or unbuffered (-u).
         try:
-            text = self.format(record) + self.terminator
-            with CONSOLE_LOCK:
-                if _writing or _status_line is not line:  # inside a console_write(), or it just went
-                    self.stream.write(text)
-                else:
-                    self.stream.write(line.erase_text() + text + line.draw_text())
-                self.flush()
+            self._write_text(self.format(record) + self.terminator)
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def write_formatted(self, text: str) -> None:
+        """A line formatted already (:class:`parallelr.report.LineLogger`); under the handler's
+        lock, as emit."""
+        try:
+            self._write_text(text + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": text}))
+
+    def _write_text(self, text: str) -> None:
+        line = _status_line
+        if line is None:
+            self.stream.write(text)
+            self.flush()
+            return
+        # One write for the erase, the line and the redraw: as many system calls as without a
+        # status line, whether the stream is line-buffered (a terminal) or unbuffered (-u).
+        with CONSOLE_LOCK:
+            if _writing or _status_line is not line:  # inside a console_write(), or it just went
+                self.stream.write(text)
+            else:
+                self.stream.write(line.erase_text() + text + line.draw_text())
+            self.flush()
 
     def handleError(self, record: logging.LogRecord) -> None:
         # setStream flushes the failed stream once more: silence its descriptor first, so that

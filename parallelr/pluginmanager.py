@@ -25,7 +25,6 @@ BUILTIN_PLUGINS: Tuple[Tuple[str, str], ...] = (
     ("thread", "parallelr.plugins.executors.thread"),
     ("process", "parallelr.plugins.executors.process"),
     ("dask", "parallelr.plugins.executors.dask"),
-    ("eventloop", "parallelr.plugins.executors.eventloop"),
     ("console", "parallelr.plugins.reporters.console"),
     ("main_log", "parallelr.plugins.reporters.main_log"),
     ("csv_summary", "parallelr.plugins.reporters.csv_summary"),

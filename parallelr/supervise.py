@@ -40,7 +40,7 @@ import attrs
 if TYPE_CHECKING:
     import psutil
 
-    from parallelr.cancel import CancelToken, TokenWatch
+    from parallelr.cancel import CancelToken, Watch
 
 from parallelr.model import ExecutionLimits, Task, TaskResult, TaskStatus
 
@@ -183,6 +183,14 @@ class Poller:
     def unregister(self, fd: int) -> None:
         raise NotImplementedError
 
+    def watch(self, token: CancelToken, supervisor: TaskSupervisor) -> Watch:
+        """How ``supervisor`` learns that ``token`` was cancelled or killed. By default the
+        token's pipe (:meth:`CancelToken.watch`), which the supervisor registers among its
+        descriptors. A driver of many supervisors may instead return a watch whose ``fd`` is
+        -1 and call ``dispatch(..., cancelled=True)`` itself when the token changes (one pipe
+        of its own for all of them instead of one per task)."""
+        return token.watch()
+
 
 @attrs.frozen
 class SpawnedTask:
@@ -237,8 +245,8 @@ class TaskSupervisor:
                 self.open_pipes += 1
             self._register(exit_fd, _EXIT)
             # Last, so that nothing can fail after it is open; _close() releases it.
-            self.watch: Optional[TokenWatch] = cancel.watch() if cancel is not None else None
-            if self.watch is not None:
+            self.watch: Optional[Watch] = poller.watch(cancel, self) if cancel is not None else None
+            if self.watch is not None and self.watch.fd >= 0:
                 self._register(self.watch.fd, _CANCEL)
         except BaseException:
             self.watch = None
@@ -280,10 +288,11 @@ class TaskSupervisor:
             self.done = True
             self._steps.close()  # runs _phases' finally: _close()
 
-    def dispatch(self, ready: Sequence[Tuple[int, object]]) -> None:
+    def dispatch(self, ready: Sequence[Tuple[int, object]], cancelled: bool = False) -> None:
         """Handle this supervisor's descriptors that one wait found readable: ``(fd, data)``
-        as registered. The exit is seen before a cancel of the same wait: a leader that has
-        already exited finished on its own."""
+        as registered, and with ``cancelled`` a change of its token that the driver watches
+        itself (see :meth:`Poller.watch`). The exit is seen before a cancel of the same wait: a
+        leader that has already exited finished on its own."""
         exited = any(data is _EXIT for _fd, data in ready)
         if exited:
             self._unregister(self.exit_fd)  # it stays readable: seen once is enough
@@ -295,6 +304,8 @@ class TaskSupervisor:
                 self._read(fd, data)
             elif data is _CANCEL:
                 self._on_cancel(exited)
+        if cancelled and self.watch is not None and not self.done:
+            self._on_cancel(exited)
 
     # - descriptors -
     def descriptors(self) -> List[int]:
@@ -344,7 +355,8 @@ class TaskSupervisor:
         watch.drain()  # ours alone: emptied, it wakes us again for a kill after a cancel
         token = watch.token
         if token.killed:
-            self._unregister(watch.fd)  # nothing more can happen to the token
+            if watch.fd >= 0:
+                self._unregister(watch.fd)  # nothing more can happen to the token
             self._kill_at_once(exited)
         # A leader that already exited finished on its own: its own status stands.
         elif not self.reaped and not exited and self.outcome is None:

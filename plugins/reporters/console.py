@@ -60,7 +60,7 @@ class ConsoleReporter:
     def parallelr_run_start(self, run: RunInfo) -> None:
         cfg = run.settings.logging
         self._lines = LineLogger("parallelr.console", ConsoleHandler(cfg.console_format),
-                                 logging.getLevelName(cfg.level))
+                                 logging.getLevelName(cfg.level), fmt=cfg.console_format)
 
     @hookimpl(trylast=True)
     def parallelr_task_start(self, run: RunInfo, task: Task, worker_id: int) -> None:

@@ -70,7 +70,27 @@ class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
         if self.failure is not None:
             return
         try:
-            line = self.format(record) + self.terminator
+            self._write_line(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def write_formatted(self, text: str) -> None:
+        """A line formatted already (:class:`parallelr.report.LineLogger`); under the handler's
+        lock, as emit."""
+        if self.failure is not None:
+            return
+        try:
+            self._write_line(text + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": text}))
+
+    def _write_line(self, line: str) -> None:
+        """Write one whole line, rolling over first when it would not fit; a failure is kept."""
+        try:
             if 0 < self.maxBytes < self._written + len(line) and self._written:
                 self.doRollover()
                 self._written = 0
@@ -82,10 +102,6 @@ class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
             self.failure = exc
         except OSError as exc:  # renaming the backups when rolling over
             self.failure = write_error(WHAT, self.baseFilename, exc)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
 
 
 class _ProcessName(logging.Filter):
@@ -135,7 +151,10 @@ class MainLogReporter:
         handler.setLevel(cfg.level)
         logging.getLogger("parallelr").addHandler(handler)  # the core's and plugins' messages too
         self._handler = handler
-        self._task_log = LineLogger("parallelr.main_log", handler, logging.getLevelName(cfg.level))
+        # The name the lines show is the one _ProcessName gives them.
+        self._task_log = LineLogger(
+            f"P{run.pid}", handler, logging.getLevelName(cfg.level), fmt=cfg.file_format
+        )
         self._log((
             logging.INFO, "Starting parallel execution: %s tasks, %d workers, executor %s, command %s",
             ("?" if run.task_count is None else run.task_count, run.workers, run.executor,

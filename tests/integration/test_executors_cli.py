@@ -15,7 +15,7 @@ from typing import List, Tuple
 
 import pytest
 
-EXECUTORS = ("thread", "process", "eventloop")
+EXECUTORS = ("thread", "process")
 
 
 def write_tasks(directory: Path, bodies: dict) -> None:

@@ -26,7 +26,7 @@ def test_blocking_the_default_executor_without_choosing_one_is_a_clear_error(run
     assert result.returncode == 2, result.output
     assert result.stderr == (
         "parallelr: error: the default executor 'thread' is not loaded (blocked with -p no:thread?): "
-        "choose one with --executor NAME; loaded executors: dask, eventloop, process\n"
+        "choose one with --executor NAME; loaded executors: dask, process\n"
     )
     assert not (home / "parallelr" / "logs").exists()
 

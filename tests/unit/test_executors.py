@@ -14,14 +14,12 @@ from executor_support import alive, limits_for, wait_for_pids
 
 from parallelr.executor import ExecutorContext
 from parallelr.model import Task, TaskStatus
-from parallelr.plugins.executors import eventloop as eventloop_executor
 from parallelr.plugins.executors import process as process_executor
 from parallelr.plugins.executors import thread as thread_executor
 
 EXECUTORS = {
     "thread": thread_executor.ThreadExecutor,
     "process": process_executor.ProcessExecutor,
-    "eventloop": eventloop_executor.EventLoopExecutor,
 }
 
 

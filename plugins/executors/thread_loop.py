@@ -1,19 +1,24 @@
-"""The one thread that supervises every running task of an event-loop executor.
+"""The one thread that supervises every running task of the thread executor.
 
-Each running task is a :class:`parallelr.supervise.TaskSupervisor`, the same state machine the
-thread executor drives with one poll loop per task. Here one ``epoll`` waits on the descriptors of
-all of them (output pipes, pidfds, cancel-token watches) and on one wake-up pipe, and a heap holds
-their timers; the wait's timeout is the earliest timer, so nothing polls.
+Each running task is a :class:`parallelr.supervise.TaskSupervisor`, the same state machine that
+``process.run_task`` drives with one poll loop per task in a pool process or a Dask worker. Here
+one ``epoll`` waits on the descriptors of all of them (output pipes, pidfds)
+and on one wake-up pipe, and a heap holds their timers; the wait's timeout is the
+earliest timer, so nothing polls.
 
-Threads: a task is spawned and its supervisor built in whichever thread starts it (usually the
-scheduler's, in ``submit``), then :meth:`SupervisionLoop.adopt` hands it over; from then on only
-the loop thread touches it. Its descriptors go into ``epoll`` only at the hand-over (``epoll_ctl``
-may be called from any thread), so no event reaches a supervisor that is still being built. Its
-first timer goes through the inbox; the starting thread writes to the wake-up pipe only when
-that timer is earlier than the time the loop sleeps until, which with the default sample interval
-(1 s) and tasks shorter than that is never: a task start costs the loop no wake-up and no thread
-switch. A finished task's future is completed from the loop thread, after the whole batch of
-events has been handled.
+Threads: a task is spawned and its supervisor built in another thread (one of the executor's
+spawners), then :meth:`SupervisionLoop.adopt` hands it over; from then on only the loop thread
+touches it. Its descriptors go into ``epoll`` only at the hand-over (``epoll_ctl`` may be called
+from any thread), so no event reaches a supervisor that is still being built. Its first timer goes
+through the inbox; the starting thread writes to the wake-up pipe only when that timer is earlier
+than the time the loop sleeps until, which with the default sample interval (1 s) and tasks
+shorter than that is never: a task start costs the loop no wake-up. A task's cancel token is
+listened to (:meth:`SupervisionLoop.watch`): its change queues the supervisor and writes the
+wake-up pipe, so no task needs a pipe of its own for it. A finished task's future is completed
+from the loop thread, after the whole batch of events has been handled.
+
+``AVAILABLE`` is False where there is no epoll (not Linux): the executor then runs each task with
+``process.run_task`` in a thread of its own.
 """
 
 from __future__ import annotations
@@ -27,10 +32,12 @@ import os
 import select
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
+from parallelr.cancel import CancelToken, TokenListener
 from parallelr.supervise import Poller, TaskSupervisor, Wake
 
+AVAILABLE = hasattr(select, "epoll")
 _AWAKE = -math.inf  # _sleeping_until while the loop runs: it looks at the inbox before it sleeps
 
 Finished = Callable[["Supervised", Optional[BaseException]], None]
@@ -52,7 +59,7 @@ class Supervised:
 class SupervisionLoop(Poller):
     """``adopt`` running tasks; the loop thread supervises them until each is done."""
 
-    def __init__(self, name: str = "eventloop") -> None:
+    def __init__(self, name: str = "supervisor") -> None:
         self._epoll = select.epoll()
         self._wake_read, self._wake_write = os.pipe()  # close-on-exec, as every descriptor of ours
         os.set_blocking(self._wake_read, False)
@@ -62,6 +69,9 @@ class SupervisionLoop(Poller):
         self._handlers: Dict[int, Tuple[TaskSupervisor, object]] = {}
         self._entries: Dict[int, Supervised] = {}  # id(supervisor) -> its entry, for running tasks
         self._inbox: Deque[Supervised] = collections.deque()
+        # Supervisors whose token changed: appended by the cancelling thread (maybe a signal
+        # handler), taken by the loop; one wake-up pipe for all instead of a pipe per task.
+        self._cancelled: Deque[TaskSupervisor] = collections.deque()
         self._timers: List[Tuple[float, int, Supervised]] = []
         self._sequence = itertools.count()
         self._sleeping_until = _AWAKE
@@ -81,6 +91,13 @@ class SupervisionLoop(Poller):
             with contextlib.suppress(OSError, ValueError):  # not in epoll (yet)
                 self._epoll.unregister(fd)
 
+    def watch(self, token: CancelToken, supervisor: TaskSupervisor) -> TokenListener:
+        def changed() -> None:  # signal-handler safe: a deque append and a pipe write
+            self._cancelled.append(supervisor)
+            self._wake_up()
+
+        return token.listen(changed)
+
     # - hand-over, from any thread -
     def adopt(self, entry: Supervised) -> None:
         """Supervise ``entry`` from now on: its supervisor is built and started (``entry.wake``
@@ -95,6 +112,10 @@ class SupervisionLoop(Poller):
             for fd in supervisor.descriptors():
                 self._epoll.register(fd, select.EPOLLIN)
             self._inbox.append(entry)
+            watch = supervisor.watch
+            if watch is not None and watch.token.cancelled:  # told before it was adopted: again
+                self._cancelled.append(supervisor)
+                self._wake_up()
         # Read after the append: either the loop has not yet looked at the inbox (it reads
         # _AWAKE here, or finds the entry before it sleeps), or it sleeps until this time.
         if wake is not None and wake < self._sleeping_until:
@@ -158,6 +179,13 @@ class SupervisionLoop(Poller):
             entry = self._entries.get(id(supervisor))
             if entry is not None:
                 touched.setdefault(id(supervisor), (entry, []))[1].append((fd, data))
+        cancelled: Set[int] = set()
+        while self._cancelled:
+            supervisor = self._cancelled.popleft()
+            entry = self._entries.get(id(supervisor))
+            if entry is not None:  # not adopted yet: adopt() tells it again; done: nothing to do
+                cancelled.add(id(supervisor))
+                touched.setdefault(id(supervisor), (entry, []))
         now = time.monotonic()
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -168,8 +196,8 @@ class SupervisionLoop(Poller):
         for entry, ready in touched.values():
             supervisor = entry.supervisor
             try:
-                if ready:
-                    supervisor.dispatch(ready)
+                if ready or id(supervisor) in cancelled:
+                    supervisor.dispatch(ready, cancelled=id(supervisor) in cancelled)
                 wake = supervisor.resume()
             except Exception as exc:  # a bug: the task must still be stopped and reported
                 supervisor.abandon()

@@ -1,5 +1,5 @@
-"""The eventloop executor: what is its own (one thread for every task, timers from one heap,
-posix_spawn) and the edge cases where it must give exactly the thread executor's results."""
+"""The thread executor: what is its own (one thread supervises every task, timers from one heap,
+posix_spawn) and the edge cases where posix_spawn must give exactly Popen's results."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from executor_support import alive, limits_for, wait_for_pids
 from parallelr.cancel import CancelToken
 from parallelr.executor import ExecutorContext
 from parallelr.model import Task, TaskResult, TaskStatus
-from parallelr.plugins.executors import eventloop, eventloop_spawn
+from parallelr import posix_spawn
 from parallelr.plugins.executors import thread as thread_executor
+from parallelr.plugins.executors import thread_loop
 
 
 @pytest.fixture
@@ -30,10 +31,10 @@ def pid_file(tmp_path: Path) -> Iterator[Path]:
                 os.kill(pid, signal.SIGKILL)
 
 
-def executor_for(tmp_path: Path, workers: int = 4, **limits: Any) -> eventloop.EventLoopExecutor:
+def executor_for(tmp_path: Path, workers: int = 4, **limits: Any) -> thread_executor.ThreadExecutor:
     limits.setdefault("timeout", 30)  # a loaded test machine must not turn a result into TIMEOUT
     context = ExecutorContext(workers=workers, limits=limits_for(tmp_path, **limits))
-    return eventloop.EventLoopExecutor(context)
+    return thread_executor.ThreadExecutor(context)
 
 
 def run_all(executor: Any, tasks: List[Task], timeout: float = 30) -> List[TaskResult]:
@@ -48,16 +49,12 @@ def outcome(result: TaskResult) -> Tuple[Any, ...]:
 
 
 def loop_threads() -> List[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "eventloop"]
-
-
-def test_the_hook_names_the_executor() -> None:
-    assert eventloop.parallelr_executors() == {"eventloop": eventloop.EventLoopExecutor}
+    return [thread for thread in threading.enumerate() if thread.name == "supervisor"]
 
 
 def test_tasks_are_spawned_with_posix_spawn_here() -> None:
     # glibc >= 2.34 on the test machines: without it every spawn would go through Popen.
-    assert eventloop_spawn.available() is True
+    assert posix_spawn.available() is True
 
 
 def test_many_tasks_at_once_run_on_one_thread(tmp_path: Path, pid_file: Path) -> None:
@@ -157,14 +154,14 @@ def test_huge_and_binary_output_keep_a_bounded_tail(tmp_path: Path) -> None:
     assert (binary.stdout, binary.stderr) == ("a\x00b", "café")
 
 
-def test_edge_cases_give_the_thread_executors_results(tmp_path: Path) -> None:
+def test_edge_cases_give_popens_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     not_executable = tmp_path / "script with space ü.sh"
     not_executable.write_text("#!/bin/sh\necho hi\n")
     bad_interpreter = tmp_path / "bad.sh"
     bad_interpreter.write_text("#!/no/such/interpreter\n")
     bad_interpreter.chmod(0o755)
     tasks = [
-        Task(argv=["no-such-command-parallelr-eventloop"], source="enoent"),
+        Task(argv=["no-such-command-parallelr-spawn"], source="enoent"),
         Task(argv=[str(not_executable)], source="eacces"),
         Task(argv=[str(bad_interpreter)], source="interpreter"),
         Task(argv=["./bad.sh"], source="relative", cwd=str(tmp_path)),
@@ -183,28 +180,28 @@ def test_edge_cases_give_the_thread_executors_results(tmp_path: Path) -> None:
     os.set_inheritable(inherited, True)
     try:
         outcomes = {}
-        factories = {"thread": thread_executor.ThreadExecutor, "eventloop": eventloop.EventLoopExecutor}
-        for name, factory in factories.items():
-            limits = limits_for(tmp_path, timeout=30, run_id="run-1")
-            executor = factory(ExecutorContext(workers=4, limits=limits))
+        for name in ("posix_spawn", "Popen"):
+            if name == "Popen":  # as on a C library without posix_spawn's file actions
+                monkeypatch.setattr(posix_spawn, "load", lambda: None)
+            executor = executor_for(tmp_path, workers=4, run_id="run-1")
             outcomes[name] = [outcome(result) for result in run_all(executor, tasks)]
     finally:
         os.close(inherited)
-    assert outcomes["eventloop"] == outcomes["thread"]
-    messages = [(status, message) for status, _code, message, _out, _err in outcomes["eventloop"][:6]]
+    assert outcomes["posix_spawn"] == outcomes["Popen"]
+    messages = [(status, message) for status, _code, message, _out, _err in outcomes["posix_spawn"][:6]]
     assert messages == [
-        (TaskStatus.ERROR, "command not found: no-such-command-parallelr-eventloop"),
+        (TaskStatus.ERROR, "command not found: no-such-command-parallelr-spawn"),
         (TaskStatus.ERROR, f"permission denied: {not_executable}"),
         (TaskStatus.ERROR, f"bad interpreter: the #! line of {bad_interpreter} {NO_PROGRAM}"),
         (TaskStatus.ERROR, f"bad interpreter: the #! line of ./bad.sh {NO_PROGRAM}"),
         (TaskStatus.ERROR, f"working directory not found: {tmp_path / 'missing dir'}"),
         (TaskStatus.ERROR, "cannot start echo: embedded null byte"),
     ]
-    assert outcomes["eventloop"][6][:3] == (TaskStatus.FAILED, -9, "Killed by signal SIGKILL")
-    assert outcomes["eventloop"][7][:3] == (TaskStatus.FAILED, -15, "Killed by signal SIGTERM")
-    assert outcomes["eventloop"][8][3] == "run-1 7 a b;$c\n"
-    assert outcomes["eventloop"][9][3] == f"{tmp_path}\n"
-    assert outcomes["eventloop"][12][3] == "4\n"  # 0, 1, 2 and ls's own handle on the folder
+    assert outcomes["posix_spawn"][6][:3] == (TaskStatus.FAILED, -9, "Killed by signal SIGKILL")
+    assert outcomes["posix_spawn"][7][:3] == (TaskStatus.FAILED, -15, "Killed by signal SIGTERM")
+    assert outcomes["posix_spawn"][8][3] == "run-1 7 a b;$c\n"
+    assert outcomes["posix_spawn"][9][3] == f"{tmp_path}\n"
+    assert outcomes["posix_spawn"][12][3] == "4\n"  # 0, 1, 2 and ls's own handle on the folder
 
 
 NO_PROGRAM = "names a program that does not exist"
@@ -260,3 +257,32 @@ def test_a_task_cancelled_before_it_starts_spawns_nothing(tmp_path: Path, pid_fi
     executor.shutdown(cancel=False)
     assert (result.status, result.error_message, result.pid) == (TaskStatus.CANCELLED, "not wanted", None)
     assert not pid_file.exists()
+
+
+def test_without_epoll_each_task_runs_in_a_thread_of_its_own(
+    tmp_path: Path, pid_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a Unix without epoll: the same results, from process.run_task in a thread per task.
+    monkeypatch.setattr(thread_loop, "AVAILABLE", False)
+    before = len(loop_threads())
+    executor = executor_for(tmp_path, workers=2, kill_grace=0.2)
+    tasks = [
+        Task(argv=["sh", "-c", "echo one"], source="a"),
+        Task(argv=["sleep", "30"], source="b", timeout=0.2),
+        Task(argv=["sh", "-c", "exit 3"], source="c"),
+    ]
+    results = run_all(executor, tasks)
+    assert len(loop_threads()) == before
+    assert [(r.status, r.error_message, r.stdout) for r in results] == [
+        (TaskStatus.SUCCESS, "", "one\n"),
+        (TaskStatus.TIMEOUT, "Timeout after 0.2s", ""),
+        (TaskStatus.FAILED, "Exit code 3", ""),
+    ]
+    executor = executor_for(tmp_path, workers=2, timeout=60)
+    task = Task(argv=["sh", "-c", f"echo $$ >> {pid_file}; sleep 30"], source="t")
+    futures = [executor.submit(task, slot) for slot in (1, 2, 1)]
+    pids = wait_for_pids(pid_file, 2)
+    executor.shutdown(cancel=True)
+    assert [f.result(timeout=15).status for f in futures[:2]] == [TaskStatus.CANCELLED] * 2
+    assert futures[2].cancelled()
+    assert [pid for pid in pids if alive(pid)] == []
