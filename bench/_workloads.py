@@ -76,6 +76,8 @@ class Setup:
     reps: int = 1  # repetitions of the run (workload q spreads its latency samples over them)
     # --executors: a and b also run parallelr with each of these, side by side with the default
     executors: Tuple[str, ...] = ()
+    # --baseline REV: (REV, a work tree of it) whose parallelr a and b also run, side by side
+    baseline: Optional[Tuple[str, str]] = None
 
     def lines_file(self, name: str, lines: Sequence[str]) -> str:
         path = os.path.join(self.files_dir, name)
@@ -96,10 +98,13 @@ class Setup:
         workers: int,
         *extra: str,
         measured: bool = False,
+        tree: Optional[str] = None,
     ) -> Variant:
         start = (
             [self.tools.python, self.measure_script] if measured else [self.tools.python, "-m", "parallelr"]
         )
+        if tree is not None:  # another parallelr's sources first on the path (env adds ~1 ms)
+            start = ["env", f"PYTHONPATH={tree}", *start]
         argv = (*start, "-A", args_file, "-C", command, "-r", "-m", str(workers), *extra)
         return Variant(key=key, label=label, argv=argv, measures_usage=measured)
 
@@ -128,20 +133,33 @@ SCALE_RSS_MB = 60  # c: the runner's peak RSS
 def _with_executors(
     setup: Setup, label: str, args_file: str, command: str, workers: int
 ) -> List[Variant]:
-    """The same parallelr command once per ``--executors`` name, keys ``parallelr-NAME``."""
-    return [
+    """The same parallelr command once per ``--executors`` name, keys ``parallelr-NAME``, and
+    with the ``--baseline`` tree's parallelr, key ``parallelr-baseline``."""
+    variants = [
         setup.parallelr(
             f"parallelr-{name}", f"{label} --executor {name}", args_file, command, workers, "--executor", name
         )
         for name in setup.executors
     ]
+    if setup.baseline is not None:
+        revision, tree = setup.baseline
+        variants.append(
+            setup.parallelr(
+                "parallelr-baseline", f"{label} [{revision}]", args_file, command, workers, tree=tree
+            )
+        )
+    return variants
 
 
 def _parallelr_keys(setup: Setup) -> List[Tuple[str, str]]:
-    """(variant key, name in the figures) of the default parallelr and of each --executors run."""
-    return [("parallelr", "parallelr")] + [
+    """(variant key, name in the figures) of the default parallelr, of each --executors run and of
+    the --baseline revision."""
+    keys = [("parallelr", "parallelr")] + [
         (f"parallelr-{name}", f"parallelr --executor {name}") for name in setup.executors
     ]
+    if setup.baseline is not None:
+        keys.append(("parallelr-baseline", f"parallelr [{setup.baseline[0]}]"))
+    return keys
 
 
 def _ratio(stats: Mapping[str, Stats], top: str, bottom: str) -> Optional[float]:

@@ -66,7 +66,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "--executors",
         default="",
         help="comma-separated executors that workloads a-d also run (--executor NAME), side by side "
-        "with the default one, e.g. --executors eventloop",
+        "with the default one, e.g. --executors process",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="a git revision whose parallelr workloads a and b also run, side by side (before/after "
+        "in one run), e.g. --baseline HEAD~3; it is checked out in a temporary work tree",
     )
     options = parser.parse_args(argv)
     options.executors = tuple(name.strip() for name in options.executors.split(",") if name.strip())
@@ -182,6 +188,7 @@ def report_json(
             "reps": options.reps,
             "only": options.only,
             "executors": list(options.executors),
+            "baseline": options.baseline,
         },
         "machine": {**machine, "loadavg_at_end": list(os.getloadavg())},
         "tools": tools.versions,
@@ -231,7 +238,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return _run(options, started, scratch)
     finally:
+        _remove_baseline(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _baseline_tree(revision: str, scratch: str) -> Tuple[str, str]:
+    """(revision, a work tree of it): a detached git work tree in the scratch folder, with the
+    ``parallelr/plugins`` link that an install would make (setup.py maps ``plugins/`` there)."""
+    tree = os.path.join(scratch, "baseline")
+    git = ["git", "-C", REPO_DIR, "worktree"]
+    subprocess.run([*git, "add", "--detach", "--quiet", tree, revision], check=True)
+    link = os.path.join(tree, "parallelr", "plugins")
+    if not os.path.exists(link):
+        os.symlink(os.path.join("..", "plugins"), link)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", tree], capture_output=True, check=False)
+    return revision, tree
+
+
+def _remove_baseline(scratch: str) -> None:
+    tree = os.path.join(scratch, "baseline")
+    if os.path.isdir(tree):
+        git = ["git", "-C", REPO_DIR, "worktree", "remove", "--force", tree]
+        subprocess.run(git, capture_output=True, check=False)
 
 
 def _run(options: argparse.Namespace, started: datetime.datetime, scratch: str) -> int:
@@ -252,6 +280,7 @@ def _run(options: argparse.Namespace, started: datetime.datetime, scratch: str) 
         measure_script=os.path.join(BENCH_DIR, "_measure.py"),
         reps=options.reps,
         executors=options.executors,
+        baseline=_baseline_tree(options.baseline, scratch) if options.baseline else None,
     )
     if options.profile:
         os.makedirs(options.out, exist_ok=True)
