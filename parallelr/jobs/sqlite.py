@@ -93,6 +93,26 @@ def migrate(connection: sqlite3.Connection) -> None:
         raise
 
 
+def _use_wal(connection: sqlite3.Connection, busy_timeout: float) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting for a lock as long as any other statement would.
+
+    On a database that is not in WAL mode yet (a new file), the switch needs a lock that SQLite
+    does not wait for: two processes (or threads) opening a new journal at once would see one of
+    them fail at once with "database is locked", whatever the busy timeout. It is asked again,
+    with a backoff, until ``busy_timeout`` is over; only that first open can meet the race."""
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.001
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _transient(exc: BaseException) -> bool:
     """Worth trying again unchanged: a lock, a busy file, a full disk, an I/O error. A corrupt
     file (``DatabaseError``), a broken constraint or a programming error is not."""
@@ -168,7 +188,7 @@ class SQLiteJobStore(SqlJobStore):
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(str(path), _reason(exc), transient=_transient(exc)) from None
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
+            _use_wal(connection, busy_timeout)
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute("PRAGMA foreign_keys=ON")
             migrate(connection)

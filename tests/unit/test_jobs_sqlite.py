@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
@@ -182,6 +183,29 @@ def test_a_locked_database_fails_after_the_busy_timeout(tmp_path: Path) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+def test_two_threads_opening_one_new_database_at_once_both_succeed(tmp_path: Path) -> None:
+    # Switching a new file to WAL takes a lock SQLite does not wait for: without the retry about
+    # one pair in twelve failed here at once with "database is locked" (two batches of one
+    # process, or two runners started together on a fresh HOME).
+    errors: List[BaseException] = []
+
+    def open_and_close(path: Path) -> None:
+        try:
+            SQLiteJobStore.open(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    for attempt in range(60):
+        path = tmp_path / f"state-{attempt}.db"
+        threads = [threading.Thread(target=open_and_close, args=(path,)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert errors == [], f"attempt {attempt}"
+        assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
