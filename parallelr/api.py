@@ -27,6 +27,7 @@ from parallelr.executor import ExecutorContext
 from parallelr.model import ExecutionLimits, ResumePlan, RunInfo, RunPaths, RunSummary, Task
 from parallelr.options import setting_overrides
 from parallelr.paths import AppPaths, create_directory
+from parallelr.pluginmanager import executor_factories
 from parallelr.registry import Registry, entry_for_current_process
 from parallelr.request import RunRequest
 from parallelr.scheduler import RetryPolicy, RunControl, RunTally, Scheduler, StopLimits, call_each
@@ -105,13 +106,6 @@ def executor_factory(config: Config) -> Callable[[ExecutorContext], Any]:
             )
         raise UsageError(f"unknown executor {name!r}; loaded executors: {known}")
     return factories[name]
-
-
-def executor_factories(manager: Any) -> dict:
-    factories: dict = {}
-    for provided in manager.hook.parallelr_executors():
-        factories.update(provided or {})
-    return factories
 
 
 class Tasks:

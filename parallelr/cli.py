@@ -7,10 +7,11 @@ the exit status COMPAT.md names: 2 for usage errors, 1 for validation errors.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from parallelr import __version__, console
 from parallelr.command import CommandTemplate, parse_env_names
@@ -18,7 +19,7 @@ from parallelr.commands import Command
 from parallelr.context import Config
 from parallelr.errors import CommandError, ParallelrError, UsageError
 from parallelr.options import add_options
-from parallelr.pluginmanager import apply_plugin_specs, check_hooks, create_plugin_manager
+from parallelr.pluginmanager import apply_plugin_specs, check_hooks, create_plugin_manager, executor_factories
 from parallelr.presets import Preset
 from parallelr.request import RunRequest
 
@@ -122,8 +123,6 @@ def _run_command(command: Command, argv: List[str], name: str, manager: Any, pre
                  children: Sequence[Command] = ()) -> int:
     """``parallelr NAME ...``: a plugin's subcommand, with its own arguments and the settings;
     ``children``: the commands found under it (listed in its help)."""
-    from parallelr import runner
-
     epilog = "".join(f"\n  {name} {child.name} ...  {child.help}" for child in children)
     parser = Parser(prog=name, description=command.help, epilog=f"also:{epilog}" if epilog else None,
                     formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -132,6 +131,8 @@ def _run_command(command: Command, argv: List[str], name: str, manager: Any, pre
     options = parser.parse_args(argv)
     config = Config(None, manager, preset=preset.name if preset else None,
                     app_name=preset.app_name if preset else "parallelr", options=options)
+    from parallelr import runner  # the machinery of a run: after the arguments are parsed
+
     runner.setup_console_logging()
     for warning in runner.load(config).warnings:
         logging.getLogger("parallelr").warning("%s", warning)
@@ -207,8 +208,22 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     prog = prog or os.path.basename(sys.argv[0]) or "parallelr"
     if prog in ("__main__.py", "-c"):
         prog = "parallelr"
+    # Start-up (plugins, the parser, the settings) makes many objects and no garbage worth a
+    # collection: the cyclic GC ran some 40 times (~5 ms) before the first task. It is off until
+    # the run or command starts (``started``); then start-up's objects are frozen, so that the
+    # run's first collection does not scan them all (which would cost what was saved). They are
+    # unfrozen when main() returns: a program calling main() again and again keeps collecting.
+    collecting = gc.isenabled()
+    unfreeze = gc.get_freeze_count() == 0  # never unfreeze what the caller froze
+
+    def started() -> None:
+        if collecting:
+            gc.freeze()
+            gc.enable()
+
+    gc.disable()
     try:
-        status = _main(argv, prog)
+        status = _main(argv, prog, started)
         sys.stdout.flush()
         return status
     except BrokenPipeError:
@@ -223,6 +238,15 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         console.drop_status_line()
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if collecting:
+            if unfreeze:
+                gc.unfreeze()
+            gc.enable()
+
+
+def _nothing() -> None:
+    pass
 
 
 def main_ptasker() -> int:
@@ -239,10 +263,8 @@ def main_psr() -> int:
     return main(["results", *sys.argv[1:]], prog="psr")
 
 
-def _main(argv: List[str], prog: str) -> int:
-    from parallelr import runner  # imported late: --help and errors stay fast
-    from parallelr.api import executor_factories
-
+def _main(argv: List[str], prog: str, started: Callable[[], None] = _nothing) -> int:
+    """The invocation; ``started()`` is called once start-up is over, before the run or command."""
     preset_name, long_specs, short_specs = _prescan(argv)
     manager = create_plugin_manager(long_specs)
     presets = _known_presets(manager)
@@ -262,12 +284,17 @@ def _main(argv: List[str], prog: str) -> int:
         command, name, arguments = _command_of(commands, rest, prog)
         children = sorted((child for child in commands.values() if child.parent == command.name),
                           key=lambda child: child.name)
+        started()
         return _run_command(command, arguments, name, manager, preset, children)
     executors = executor_factories(manager)
     if not executors:
         raise UsageError("no executor plugin is loaded (did -p no:... block them all?)")
     parser = build_parser(prog, preset, list(executors), manager, commands)
     options = parser.parse_args(argv)
+    # The machinery of a run (settings, scheduler, ...), imported only now: --help, and a usage
+    # error argparse finds, need none of it.
+    from parallelr import runner
+
     _normalize(options)
     request = RunRequest.from_namespace(options, ignore=INVOCATION_DESTS)
     _check_conflicts(options, request)
@@ -276,6 +303,7 @@ def _main(argv: List[str], prog: str) -> int:
     manager.hook.parallelr_configure(config=config)
     check_hooks(manager)  # the objects plugins registered for this run too
 
+    started()
     if options.version:
         return runner.show_version(config)
     if not _is_info_command(options):

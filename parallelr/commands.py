@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Optional
 
 import attrs
@@ -27,3 +28,15 @@ class Command:
     run: Callable[[Any], int]
     program: Optional[str] = None
     parent: Optional[str] = None
+
+
+def imported_later(module: str, name: str) -> Callable[..., Any]:
+    """A function that calls ``module.name``, importing ``module`` only then: a plugin that adds a
+    command declares it with these, so that the command's code (and what it imports) stays out
+    of the start-up of every run that does not use it."""
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+
+    call.__name__ = call.__qualname__ = name
+    return call

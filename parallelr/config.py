@@ -17,7 +17,6 @@ are returned, not printed: the CLI decides where they go.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import os
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import attrs
-import yaml
 
 import parallelr
 from parallelr.errors import ConfigError, UsageError
@@ -391,6 +389,8 @@ def _show(value: Any) -> str:
 
 
 def _did_you_mean(word: str, candidates: List[str], prefix: str = "") -> str:
+    import difflib  # only for a mistyped name: a run need not import it
+
     close = difflib.get_close_matches(word, candidates, n=1)
     return f" (did you mean {prefix}{close[0]}?)" if close else ""
 
@@ -481,6 +481,8 @@ def _read_yaml(path: Path) -> Dict[Any, Any]:
         raise ConfigError(f"cannot read config file {path}: it is not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    import yaml  # PyYAML costs ~10 ms to import: only a run's settings need it, not --help
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -6,9 +6,10 @@ so that a built-in is registered exactly like a third-party plugin and can be bl
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
+import os
+import sys
 from typing import Iterable, List, Tuple
 
 import pluggy
@@ -55,10 +56,71 @@ def create_plugin_manager(specs: Iterable[str] = (), load_entry_points: bool = T
     for name, module_name in BUILTIN_PLUGINS:
         if not manager.is_blocked(name):
             manager.register(importlib.import_module(module_name), name=name)
-    if load_entry_points:
+    if load_entry_points and _may_declare_entry_points(ENTRY_POINT_GROUP):
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     apply_plugin_specs(manager, specs)
     return manager
+
+
+def _may_declare_entry_points(group: str) -> bool:
+    """Whether an installed distribution may declare an entry point of ``group``: False only when
+    none can.
+
+    pluggy's ``load_setuptools_entrypoints`` imports importlib.metadata (with email, zipfile, ...)
+    and parses the metadata of every installed distribution: a good part of every run's start-up,
+    where almost always no distribution declares a parallelr plugin. This looks for the group's
+    header in the ``entry_points.txt`` files the stdlib's path finder would read, and leaves
+    everything else (a zip on sys.path, another finder of distributions) to pluggy, whose loading
+    (order, blocking, ``--version``'s "from DIST") stays the one that runs whenever a plugin may
+    exist."""
+    from importlib.machinery import PathFinder
+
+    for finder in sys.meta_path:
+        if finder is not PathFinder and getattr(finder, "find_distributions", None) is not None:
+            return True  # distributions we cannot list here
+    for entry in sys.path:
+        root = entry or "."
+        try:
+            names = os.listdir(root)
+        except OSError:
+            if os.path.exists(root):
+                return True  # a zip file (or an unreadable folder): importlib.metadata decides
+            continue
+        for name in names:
+            low = name.lower()
+            if (low.endswith((".dist-info", ".egg-info")) or low == "egg-info") and _declares_group(
+                os.path.join(root, name, "entry_points.txt"), group
+            ):
+                return True
+    return False
+
+
+def _declares_group(path: str, group: str) -> bool:
+    """Whether the ``entry_points.txt`` at ``path`` (if any) has a ``[group]`` section; True when
+    it cannot be read, so that importlib.metadata decides."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError):
+        return True
+    if group not in text:
+        return False
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]") and line.strip("[]").strip() == group:
+            return True
+    return False
+
+
+def executor_factories(manager: pluggy.PluginManager) -> dict:
+    """The executors the plugins provide, by name (here, not in parallelr.api, so that --help
+    lists them without importing the machinery of a run)."""
+    factories: dict = {}
+    for provided in manager.hook.parallelr_executors():
+        factories.update(provided or {})
+    return factories
 
 
 def check_hooks(manager: pluggy.PluginManager) -> None:
@@ -71,6 +133,8 @@ def check_hooks(manager: pluggy.PluginManager) -> None:
         plugins = ", ".join(
             manager.get_name(impl.plugin) or repr(impl.plugin) for impl in caller.get_hookimpls()
         )
+        import difflib  # only for a misspelled hook's hint: a run need not import it
+
         hint = difflib.get_close_matches(name, known, n=1)
         suggestion = f" (did you mean {hint[0]}?)" if hint else ""
         raise UsageError(f"plugin {plugins} implements an unknown hook {name}{suggestion}")

@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, List
 
-import yaml
-
 from parallelr import __version__, api, console, daemon
 from parallelr.command import CommandTemplate
 from parallelr.config import LoadedSettings, settings_as_dict
@@ -245,6 +243,8 @@ def show_config(config: Config, loaded: LoadedSettings) -> int:
         print(line)
     print()
     effective = settings_as_dict(loaded.settings)
+    import yaml  # --show-config only; the settings import it when they read a file
+
     print(yaml.safe_dump(effective, sort_keys=False, default_flow_style=False).rstrip())
     print()
     print("Plugins:")

@@ -10,3 +10,9 @@
 
 It works on the store's interface (:class:`~parallelr.jobs.store.QueueStore`), not on SQL.
 """
+
+# Here, not in .service and .spec, so that the batch runner's --enqueue help (which every run
+# builds) names them without importing those modules: the environment variable naming the
+# queue's store, and the queue a job goes to when none is named.
+DB_VARIABLE = "QUEUECTL_DB_PATH"
+DEFAULT_QUEUE = "default"

@@ -22,11 +22,11 @@ from parallelr.errors import UsageError
 from parallelr.jobs.states import SHOWN_STATES
 from parallelr.queue import service, views
 from parallelr.queue import settings as queue_config
+from parallelr.queue.plugin import HELP  # the command's one line, where the command is named
 from parallelr.queue.spec import JobReader, parse_json, queue_name, read_lines
 
 log = logging.getLogger("parallelr.queue")
 
-HELP = "the job queue: enqueue shell commands, run workers, watch and retry (also: queuectl)"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

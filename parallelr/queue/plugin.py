@@ -3,21 +3,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional
 
-from parallelr.commands import Command
+from parallelr.commands import Command, imported_later
 from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
-from parallelr.jobs.records import NewJob
 from parallelr.model import Task
 from parallelr.paths import AppPaths, create_directory, user_home
-from parallelr.queue import cli, service
-from parallelr.queue.spec import DEFAULT_QUEUE, new_id, queue_name
+from parallelr.queue import DB_VARIABLE, DEFAULT_QUEUE
+
+if TYPE_CHECKING:
+    from parallelr.jobs.records import NewJob
+
+# The queue's command line (.cli), service (.service) and job checks (.spec) are imported when
+# the queue command, --queue or --enqueue is used, not with this plugin: every run registers the
+# plugin, few use the queue.
+HELP = "the job queue: enqueue shell commands, run workers, watch and retry (also: queuectl)"
 
 
 @hookimpl
 def parallelr_commands() -> Dict[str, Command]:
-    return {"queue": Command("queue", cli.HELP, cli.add_arguments, cli.run, program="queuectl")}
+    cli = "parallelr.queue.cli"
+    return {"queue": Command("queue", HELP, imported_later(cli, "add_arguments"), imported_later(cli, "run"),
+                             program="queuectl")}
 
 
 @hookimpl
@@ -28,7 +36,7 @@ def parallelr_addoption(parser: Any) -> None:
     group.add_argument("--queue", dest="enqueue_queue", metavar="NAME",
                        help=f"the queue --enqueue fills (default {DEFAULT_QUEUE})")
     group.add_argument("--db", dest="enqueue_db", metavar="PATH",
-                       help=f"the queue's store for --enqueue (default ${service.DB_VARIABLE}, "
+                       help=f"the queue's store for --enqueue (default ${DB_VARIABLE}, "
                             "else ~/parallelr/state.db)")
 
 
@@ -43,6 +51,8 @@ def parallelr_configure(config: Any) -> None:
     if enqueue and request.daemon:
         raise UsageError("--enqueue runs nothing here (workers run the jobs): drop -D")
     if enqueue and request.option("enqueue_queue"):
+        from parallelr.queue.spec import queue_name
+
         queue_name(request.option("enqueue_queue"), "--queue")
 
 
@@ -52,6 +62,7 @@ def parallelr_dispatch(config: Any, tasks: Iterable[Task]) -> Optional[int]:
     if not request.option("enqueue"):
         return None
     from parallelr.jobs.opening import open_store, shown_location
+    from parallelr.queue import service
 
     settings = config.settings
     # queuectl's store, also for a preset (ptasker's own files live in ~/ptasker, its queue does not)
@@ -78,6 +89,9 @@ def _jobs(
 ) -> Iterator[NewJob]:
     """Each task as a job: the same argv (a shell only where the task had one), env and timeout,
     run in the shared workspace as the batch would."""
+    from parallelr.jobs.records import NewJob
+    from parallelr.queue.spec import new_id
+
     for task in tasks:
         yield NewJob(
             key=new_id(), queue=queue, argv=task.argv, shell=task.shell, env=task.env, cwd=workspace,

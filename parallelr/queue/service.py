@@ -20,11 +20,10 @@ from parallelr.jobs.records import NewJob, WorkerRecord
 from parallelr.jobs.sql_queue import PAUSED_ALL
 from parallelr.paths import expand_user
 from parallelr.paths import store_location as journal_location
-from parallelr.queue import wake
+from parallelr.queue import DB_VARIABLE, wake
 from parallelr.queue.settings import STORE_PREFIX, QueueSettings, settings_from
 from parallelr.queue.spec import check_cycles
 
-DB_VARIABLE = "QUEUECTL_DB_PATH"
 # Shown states by what they mean, for the status block.
 ACTIVE = ("pending", "scheduled", "waiting", "processing")
 

@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 from parallelr.errors import UsageError
 from parallelr.jobs.records import NewJob
+from parallelr.queue import DEFAULT_QUEUE
 
-DEFAULT_QUEUE = "default"
 SHELL = "/bin/sh"
 PRIORITY_WORDS = {"high": 10, "medium": 0, "low": -10}
 FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout", "depends_on", "queue",

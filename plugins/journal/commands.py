@@ -1,4 +1,7 @@
-"""``parallelr runs list|show`` and ``parallelr dlq list|retry``: the journal from the command line."""
+"""``parallelr runs list|show`` and ``parallelr dlq list|retry``: the journal from the command line.
+
+The journal plugin (:mod:`.plugin`) names these commands; this module, with the HTML report it can
+write, is imported only when one of them runs."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import threading
 import time
 from typing import IO, Any, Dict, Iterator, List, Optional
 
-from parallelr.commands import Command
 from parallelr.errors import ParallelrError, UsageError
 from parallelr.html_report import FAILURES, Attempt, Output, RunFacts, Spool, TaskRow, render
 from parallelr.jobs.liveness import shown_state
@@ -356,14 +358,3 @@ def _dlq_retry(store: Optional[JobStore], options: Any, config: Any, out: IO[str
     out.write(f"dlq retry: {succeeded} of {len(jobs)} task(s) succeeded, {failed} did not\n")
     return 0 if failed == 0 else 1
 
-
-COMMANDS = {
-    "runs": Command(
-        name="runs", help="the runs recorded in the journal: runs list, runs show RUN_ID|last",
-        add_arguments=_add_runs_arguments, run=_runs,
-    ),
-    "dlq": Command(
-        name="dlq", help="dead tasks (their last attempt failed): dlq list, dlq retry JOB_ID...|--all",
-        add_arguments=_add_dlq_arguments, run=_dlq,
-    ),
-}

@@ -15,23 +15,31 @@ from __future__ import annotations
 import argparse
 from typing import Any, Dict
 
-from parallelr.config import load_settings
+from parallelr.commands import Command, imported_later
 from parallelr.errors import UsageError
 from parallelr.hookspecs import hookimpl
 from parallelr.paths import store_location as journal_location
-from parallelr.plugins.journal.commands import COMMANDS
-from parallelr.plugins.journal.database import reading_journal
-from parallelr.plugins.journal.resume import (
-    check_not_running,
-    find_run,
-    given_task_options,
-    parse_only,
-    restore_options,
-)
-from parallelr.plugins.journal.run import JournalRun, open_for_resume
-
 
 # -- command line -----------------------------------------------------------------------------
+# The commands' code (.commands, and the HTML report 'runs show --html' writes) is imported when
+# one of them runs, not with this plugin: every run registers the plugin, and importing it all
+# cost every run's start-up.
+_COMMANDS_MODULE = "parallelr.plugins.journal.commands"
+
+COMMANDS = {
+    "runs": Command(
+        name="runs", help="the runs recorded in the journal: runs list, runs show RUN_ID|last",
+        add_arguments=imported_later(_COMMANDS_MODULE, "_add_runs_arguments"),
+        run=imported_later(_COMMANDS_MODULE, "_runs"),
+    ),
+    "dlq": Command(
+        name="dlq", help="dead tasks (their last attempt failed): dlq list, dlq retry JOB_ID...|--all",
+        add_arguments=imported_later(_COMMANDS_MODULE, "_add_dlq_arguments"),
+        run=imported_later(_COMMANDS_MODULE, "_dlq"),
+    ),
+}
+
+
 @hookimpl
 def parallelr_commands() -> Dict[str, Any]:
     return dict(COMMANDS)
@@ -54,6 +62,18 @@ def parallelr_addoption(parser: Any) -> None:
 
 @hookimpl(tryfirst=True)  # before a preset fills in its default command: the stored one wins
 def parallelr_configure(config: Any) -> None:
+    # The store's code (sqlite3, the job records, the writer) is imported here, when a run is
+    # configured, not with the plugin: --help and the other commands need none of it.
+    from parallelr.plugins.journal.database import reading_journal
+    from parallelr.plugins.journal.resume import (
+        check_not_running,
+        find_run,
+        given_task_options,
+        parse_only,
+        restore_options,
+    )
+    from parallelr.plugins.journal.run import JournalRun, open_for_resume
+
     # The run's own journal: its hooks see this run only, whatever else the process runs.
     config.pluginmanager.register(JournalRun(config))
     request = config.request
@@ -68,6 +88,8 @@ def parallelr_configure(config: Any) -> None:
     if given:
         raise UsageError(f"--resume runs the tasks stored for the run; drop {', '.join(given)}")
     # The core reads the YAML files only after this hook; the journal's place is needed now.
+    from parallelr.config import load_settings
+
     settings = load_settings(config.app_name).settings
     if not settings.journal.enabled:
         raise UsageError("--resume needs the journal, but journal.enabled is false in the config")

@@ -14,13 +14,19 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from parallelr.hookspecs import hookimpl
-from parallelr.html_report import WHAT, Attempt, Output, RunFacts, Spool, TaskRow, render
 from parallelr.model import RunInfo, RunSummary, TaskResult
 from parallelr.paths import expand_user
 from parallelr.report import register_reporter, summary_lines, write_error
+
+if TYPE_CHECKING:
+    from parallelr.html_report import Attempt, Output, RunFacts, Spool, TaskRow
+
+# parallelr.html_report (the page, its timeline, Jinja2's template) is imported by the functions
+# that draw a report, not here: every run registers this plugin, few ask for --html-report, and
+# importing the page costs every run's start-up.
 
 OPTION = "html_report"
 REPORTER_NAME = "html-reporter"
@@ -44,6 +50,8 @@ def parallelr_configure(config: Any) -> None:
 
 
 def attempt_of(result: TaskResult) -> Attempt:
+    from parallelr.html_report import Attempt
+
     task = result.task
     return Attempt(position=task.index, task=task.source, attempt=result.attempt, status=result.status.value,
                    worker_id=result.worker_id, exit_code=result.exit_code, started_at=result.start_time,
@@ -51,6 +59,8 @@ def attempt_of(result: TaskResult) -> Attempt:
 
 
 def row_of(result: TaskResult) -> TaskRow:
+    from parallelr.html_report import TaskRow
+
     task = result.task
     started = result.start_time is not None
     return TaskRow(
@@ -64,6 +74,8 @@ def row_of(result: TaskResult) -> TaskRow:
 
 
 def output_of(result: TaskResult) -> Output:
+    from parallelr.html_report import Output
+
     task = result.task
     return Output(position=task.index, task=task.source, arguments=task.arguments, status=result.status.value,
                   attempts=result.attempt, exit_code=result.exit_code, error=result.error_message,
@@ -71,6 +83,8 @@ def output_of(result: TaskResult) -> Output:
 
 
 def facts_of(run: RunInfo) -> RunFacts:
+    from parallelr.html_report import RunFacts
+
     capture = run.settings.limits.max_output_capture
     return RunFacts(
         title=f"{run.app_name} run {run.run_id or run.timestamp}", command=run.command_template,
@@ -89,6 +103,8 @@ class HtmlReporter:
 
     @hookimpl(trylast=True)
     def parallelr_run_start(self, run: RunInfo) -> None:
+        from parallelr.html_report import WHAT, Spool
+
         # before the first task: named as the user gave it, not as the spool or the part file
         for wrong, code in ((not os.path.isdir(os.path.dirname(self.path)), errno.ENOENT),
                             (os.path.isdir(self.path), errno.EISDIR)):
@@ -116,4 +132,6 @@ class HtmlReporter:
     def parallelr_run_finish(self, run: RunInfo, summary: RunSummary) -> None:
         spool, self._spool = self._spool, None
         if spool is not None and not spool.closed:  # closed: a write failed, and said so
+            from parallelr.html_report import render
+
             render(self.path, facts_of(run), summary_lines(run, summary), spool)

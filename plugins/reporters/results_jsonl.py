@@ -16,7 +16,6 @@ object per line; JSON already escapes every other control character.
 from __future__ import annotations
 
 import datetime
-import getpass
 import json
 import math
 import os
@@ -113,6 +112,8 @@ def one_line(line: str) -> str:
 
 def _user() -> str:
     try:
+        import getpass  # it imports termios, and only the session line needs it
+
         return getpass.getuser()
     except Exception:  # no USER/LOGNAME and no passwd entry (a container's bare uid)
         return str(os.getuid())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -143,6 +142,8 @@ class BackgroundChecks:
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
             )
             assert process.stdin is not None
+            import pickle  # only a big arguments file is checked in a child: not every run's start-up
+
             process.stdin.write(pickle.dumps(self._state))
             process.stdin.close()
         except (OSError, ValueError) as error:  # no process to spare: every line is still checked as it runs
@@ -200,6 +201,8 @@ def check_in_child() -> None:
     """The body of the child process of :class:`BackgroundChecks` (see there)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl+C is for the run; this ends with its parent
     parent = os.getppid()
+    import pickle
+
     plan, through, count, widths, wider = pickle.load(sys.stdin.buffer)
     checks = LineChecks(plan, after=through)
     checks.count, checks.widths, checks.wider_lines = count, widths, wider

@@ -13,10 +13,10 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 from executor_support import alive, limits_for, wait_for_pids
 
+from parallelr import posix_spawn
 from parallelr.cancel import CancelToken
 from parallelr.executor import ExecutorContext
 from parallelr.model import Task, TaskResult, TaskStatus
-from parallelr import posix_spawn
 from parallelr.plugins.executors import thread as thread_executor
 from parallelr.plugins.executors import thread_loop
 
