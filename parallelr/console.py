@@ -123,7 +123,34 @@ def silence_stdout(stream: Any) -> None:
             os.close(devnull)
 
 
-class ConsoleHandler(logging.StreamHandler):
+class LineWriting:
+    """``emit`` and ``write_formatted`` for a logging handler that writes each line whole with its
+    ``_write_line(line)``: the records of the ``parallelr`` logger and the lines a
+    :class:`parallelr.report.LineLogger` formatted already take the same way out, and fail the
+    same way."""
+
+    def _write_line(self, line: str) -> None:
+        raise NotImplementedError
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._write_line(self.format(record) + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def write_formatted(self, text: str) -> None:
+        """A line formatted already; called under the handler's lock, as emit."""
+        try:
+            self._write_line(text + self.terminator)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": text}))
+
+
+class ConsoleHandler(LineWriting, logging.StreamHandler):
     """A handler on stdout that a console which went away (``| head``, a closed terminal) or is
     full (stdout redirected to a full disk) cannot stop: the rest of the lines go to /dev/null,
     the run and its files go on."""
@@ -132,28 +159,7 @@ class ConsoleHandler(logging.StreamHandler):
         super().__init__(sys.stdout)
         self.setFormatter(logging.Formatter(fmt))
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if _status_line is None:  # the usual case: no status line, nothing else to do
-            super().emit(record)
-            return
-        try:
-            self._write_text(self.format(record) + self.terminator)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
-    def write_formatted(self, text: str) -> None:
-        """A line formatted already (:class:`parallelr.report.LineLogger`); under the handler's
-        lock, as emit."""
-        try:
-            self._write_text(text + self.terminator)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(logging.makeLogRecord({"msg": text}))
-
-    def _write_text(self, text: str) -> None:
+    def _write_line(self, text: str) -> None:
         line = _status_line
         if line is None:
             self.stream.write(text)

@@ -14,6 +14,7 @@ import logging.handlers
 import os
 from typing import Any, Optional
 
+from parallelr.console import LineWriting
 from parallelr.errors import WriteError
 from parallelr.hookspecs import hookimpl
 from parallelr.model import RunInfo, RunSummary, Task, TaskResult
@@ -42,7 +43,7 @@ def parallelr_configure(config: Any) -> None:
     register_reporter(config.pluginmanager, REPORTER_NAME, MainLogReporter())
 
 
-class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
+class _CountingRotatingHandler(LineWriting, logging.handlers.RotatingFileHandler):
     """RotatingFileHandler that counts what it writes instead of asking the file system.
 
     The stdlib handler stats the file, seeks to its end and formats each record twice to decide
@@ -66,30 +67,11 @@ class _CountingRotatingHandler(logging.handlers.RotatingFileHandler):
     def _open(self) -> Any:  # a ReportFile, not a text file: the handler only writes and closes it
         return ReportFile(self.baseFilename, WHAT, append=True)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.failure is not None:
-            return
-        try:
-            self._write_line(self.format(record) + self.terminator)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(record)
-
-    def write_formatted(self, text: str) -> None:
-        """A line formatted already (:class:`parallelr.report.LineLogger`); under the handler's
-        lock, as emit."""
-        if self.failure is not None:
-            return
-        try:
-            self._write_line(text + self.terminator)
-        except RecursionError:
-            raise
-        except Exception:
-            self.handleError(logging.makeLogRecord({"msg": text}))
-
     def _write_line(self, line: str) -> None:
-        """Write one whole line, rolling over first when it would not fit; a failure is kept."""
+        """Write one whole line, rolling over first when it would not fit; a failure is kept, and
+        after it nothing more is written."""
+        if self.failure is not None:
+            return
         try:
             if 0 < self.maxBytes < self._written + len(line) and self._written:
                 self.doRollover()
