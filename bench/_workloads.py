@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
@@ -123,9 +124,11 @@ class Setup:
         return [Variant(key=key, label=label, argv=argv, stdin_path=args_file)]
 
 
-# The targets of issue 15 (one event loop supervising every task).
-OVERHEAD_TARGET = 1.25  # a: parallelr / xargs
-REFILL_TARGET = 1.05  # b: parallelr / xargs
+# The targets of issue 15 (one event loop supervising every task); a and b have their own on
+# Python 3.9, the interpreter that runs the benchmark and parallelr.
+_PYTHON_39 = sys.version_info[:2] == (3, 9)
+OVERHEAD_TARGET = 1.4 if _PYTHON_39 else 1.25  # a: parallelr / xargs
+REFILL_TARGET = 1.08 if _PYTHON_39 else 1.05  # b: parallelr / xargs
 SCALE_TARGET = 11  # c: time(100k) / time(10k)
 SCALE_RSS_MB = 60  # c: the runner's peak RSS
 
