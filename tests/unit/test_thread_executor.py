@@ -160,6 +160,9 @@ def test_edge_cases_give_popens_results(tmp_path: Path, monkeypatch: pytest.Monk
     bad_interpreter = tmp_path / "bad.sh"
     bad_interpreter.write_text("#!/no/such/interpreter\n")
     bad_interpreter.chmod(0o755)
+    no_shebang = tmp_path / "no-shebang.sh"  # execve says ENOEXEC; a shell fallback would run it
+    no_shebang.write_text("echo ran\n")
+    no_shebang.chmod(0o755)
     tasks = [
         Task(argv=["no-such-command-parallelr-spawn"], source="enoent"),
         Task(argv=[str(not_executable)], source="eacces"),
@@ -175,6 +178,7 @@ def test_edge_cases_give_popens_results(tmp_path: Path, monkeypatch: pytest.Monk
         Task(argv=["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status"], source="signals"),
         Task(argv=["sh", "-c", "echo $PATH"], source="own PATH", env=(("PATH", "/usr/bin:/bin"),)),
         Task(argv=["sh", "-c", "ls /proc/self/fd | wc -l"], source="descriptors"),
+        Task(argv=[str(no_shebang)], source="no #! line"),
     ]
     inherited = os.open(os.devnull, os.O_RDONLY)  # an inheritable descriptor must not reach a task
     os.set_inheritable(inherited, True)
@@ -202,6 +206,9 @@ def test_edge_cases_give_popens_results(tmp_path: Path, monkeypatch: pytest.Monk
     assert outcomes["posix_spawn"][8][3] == "run-1 7 a b;$c\n"
     assert outcomes["posix_spawn"][9][3] == f"{tmp_path}\n"
     assert outcomes["posix_spawn"][12][3] == "4\n"  # 0, 1, 2 and ls's own handle on the folder
+    assert outcomes["posix_spawn"][13][:4] == (
+        TaskStatus.ERROR, None, f"cannot start {no_shebang}: Exec format error", ""
+    )
 
 
 NO_PROGRAM = "names a program that does not exist"
