@@ -245,10 +245,6 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
             gc.enable()
 
 
-def _nothing() -> None:
-    pass
-
-
 def main_ptasker() -> int:
     return main(prog="ptasker")
 
@@ -263,7 +259,7 @@ def main_psr() -> int:
     return main(["results", *sys.argv[1:]], prog="psr")
 
 
-def _main(argv: List[str], prog: str, started: Callable[[], None] = _nothing) -> int:
+def _main(argv: List[str], prog: str, started: Callable[[], None]) -> int:
     """The invocation; ``started()`` is called once start-up is over, before the run or command."""
     preset_name, long_specs, short_specs = _prescan(argv)
     manager = create_plugin_manager(long_specs)

@@ -295,15 +295,14 @@ def spawn_with_popen(launch: Launch) -> Union[SpawnedTask, TaskResult]:
 
 def _program(launch: Launch) -> Optional[str]:
     """The path to execute, as ``Popen`` would: our PATH's match for a bare name, the name
-    itself when it has a slash (relative to the working directory, which is set first). None:
-    only ``Popen`` can do it exactly (a PATH of the task's own, a name not in our PATH)."""
+    itself when it has a slash (relative to the working directory, which is set first; no PATH is
+    searched then, the task's own included). None: only ``Popen`` can do it exactly (a bare name
+    and a PATH of the task's own, a name not in our PATH)."""
     found = executable_path(launch.task)
     if found is not None:
         return found
     program = launch.task.argv[0]
-    if os.sep in program and not any(name == "PATH" for name, _ in launch.task.env):
-        return program
-    return None
+    return program if os.sep in program else None
 
 
 def spawn(launch: Launch) -> Union[SpawnedTask, TaskResult]:

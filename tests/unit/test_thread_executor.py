@@ -179,6 +179,7 @@ def test_edge_cases_give_popens_results(tmp_path: Path, monkeypatch: pytest.Monk
         Task(argv=["sh", "-c", "echo $PATH"], source="own PATH", env=(("PATH", "/usr/bin:/bin"),)),
         Task(argv=["sh", "-c", "ls /proc/self/fd | wc -l"], source="descriptors"),
         Task(argv=[str(no_shebang)], source="no #! line"),
+        Task(argv=["/bin/sh", "-c", "echo $PATH"], source="a path, own PATH", env=(("PATH", "/nowhere"),)),
     ]
     inherited = os.open(os.devnull, os.O_RDONLY)  # an inheritable descriptor must not reach a task
     os.set_inheritable(inherited, True)
@@ -209,6 +210,7 @@ def test_edge_cases_give_popens_results(tmp_path: Path, monkeypatch: pytest.Monk
     assert outcomes["posix_spawn"][13][:4] == (
         TaskStatus.ERROR, None, f"cannot start {no_shebang}: Exec format error", ""
     )
+    assert outcomes["posix_spawn"][14][:4] == (TaskStatus.SUCCESS, 0, "", "/nowhere\n")
 
 
 NO_PROGRAM = "names a program that does not exist"
